@@ -1,0 +1,1 @@
+"""Grading: ``check(exercise_id, fn)`` (being built)."""

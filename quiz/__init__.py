@@ -1,0 +1,1 @@
+"""The course's interview quiz (``python -m quiz``)."""
