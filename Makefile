@@ -12,7 +12,6 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
-	$(BIN)/python -m ipykernel install --sys-prefix --name kdcore --display-name "kdcore (Python 3)" >/dev/null
 	touch $@
 
 lab: setup            ## set up, then open the course in JupyterLab

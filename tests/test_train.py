@@ -1,0 +1,94 @@
+"""kdcore.train: seeded, learns, masks hold, the teacher is never touched."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import kdcore.train as train
+from kdcore.data import load_digits
+from kdcore.models import MLP
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+def test_fit_learns_and_is_deterministic(digits):
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = MLP()
+        losses = train.fit(model, digits.x_train, digits.y_train, steps=200, seed=1, progress=False)
+        models.append(model)
+    assert len(losses) == 200 and losses[-1] < losses[0] / 2
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+    assert train.evaluate(models[0], digits.x_test, digits.y_test) > 0.85
+
+
+def test_epochs_and_steps_are_exclusive(digits):
+    with pytest.raises(ValueError, match="exactly one of epochs or steps"):
+        train.fit(MLP(), digits.x_train, digits.y_train, progress=False)
+    losses = train.fit(MLP(), digits.x_train[:100], digits.y_train[:100], epochs=2, batch_size=32, progress=False)
+    assert len(losses) == 2 * 4  # ceil(100 / 32) batches per epoch
+
+
+def test_masks_hold_pruned_weights_at_zero(digits):
+    torch.manual_seed(0)
+    model = MLP()
+    mask = torch.rand_like(model.layers[0].weight) > 0.7
+    train.fit(model, digits.x_train, digits.y_train, steps=50, progress=False, masks={"layers.0.weight": mask})
+    assert torch.all(model.layers[0].weight[~mask] == 0)
+    assert torch.count_nonzero(model.layers[0].weight[mask]) == mask.sum()
+    with pytest.raises(ValueError, match="not parameters"):
+        train.fit(model, digits.x_train, digits.y_train, steps=1, progress=False, masks={"nope": mask})
+
+
+def test_distill_leaves_teacher_untouched_and_matches_kd_loss(digits):
+    torch.manual_seed(0)
+    teacher = MLP((64, 64, 10))
+    train.fit(teacher, digits.x_train, digits.y_train, steps=100, progress=False)
+    teacher.zero_grad(set_to_none=True)
+    teacher.train()  # distill must not rely on, or change, the teacher's mode
+    before = copy.deepcopy(teacher.state_dict())
+    torch.manual_seed(1)
+    student = MLP()
+    start = copy.deepcopy(student)
+    losses = train.distill(student, teacher, digits.x_train, digits.y_train, T=4.0, alpha=0.7, steps=30,
+                           batch_size=1347, progress=False)
+    assert teacher.training
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert all(p.grad is None for p in teacher.parameters())
+    # first full-batch loss equals the closed form alpha*T^2*KL + (1-alpha)*CE
+    s = start(digits.x_train)
+    with torch.no_grad():
+        t = train.predict_logits(teacher, digits.x_train)
+    kl = F.kl_div(F.log_softmax(s / 4, 1), F.log_softmax(t / 4, 1), reduction="batchmean", log_target=True)
+    expected = 0.7 * 16 * kl + 0.3 * F.cross_entropy(s, digits.y_train)
+    assert losses[0] == pytest.approx(expected.item(), rel=1e-5)
+    assert losses[-1] < losses[0]
+
+
+def test_distill_on_unlabelled_rows_uses_soft_term_only(digits):
+    torch.manual_seed(0)
+    teacher = MLP((64, 10))
+    student = MLP()
+    start = copy.deepcopy(student)
+    losses = train.distill(student, teacher, digits.x_train[:64], None, T=2.0, alpha=0.5, steps=1,
+                           batch_size=64, progress=False)
+    s, t = start(digits.x_train[:64]), teacher(digits.x_train[:64])
+    kl = F.kl_div(F.log_softmax(s / 2, 1), F.softmax(t / 2, 1), reduction="batchmean")
+    assert losses[0] == pytest.approx(4 * kl.item(), rel=1e-5)
+
+
+def test_pretrained_teacher_is_accurate_and_copied():
+    split = load_digits(flat=False)
+    a = train.pretrained_digits_teacher()
+    b = train.pretrained_digits_teacher()
+    assert a is not b
+    with torch.no_grad():
+        a.fc.weight.zero_()
+    assert train.evaluate(b, split.x_test, split.y_test) > 0.95
