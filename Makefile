@@ -19,7 +19,7 @@ lab: setup            ## set up, then open the course in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
 test: setup           ## set up (if needed), then run every test and every solution notebook
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 notebooks: setup      ## regenerate learner notebooks from solutions/
 	$(BIN)/python -m kdcore.assign
