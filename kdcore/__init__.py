@@ -44,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     "check": "grading",
 }
 
-_SUBMODULES = {"distill", "prune", "measure", "quantize", "select", "data", "models", "train", "grading"}
+_SUBMODULES = {"distill", "prune", "measure", "quantize", "select", "data", "models", "train", "grading", "text"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 
