@@ -1,0 +1,4 @@
+"""``python -m quiz``: see quiz/cli.py."""
+from .cli import main
+
+raise SystemExit(main())
