@@ -9,8 +9,10 @@ Baseline: the dense ``kdcore.models.DigitsCNN()`` (channels 32, 64). Variants:
 
 Latency does not depend on the weights' values here (no training needed; masked zeros are exact
 zeros, not denormals). Each model is timed with ``kdcore.measure_latency`` (fixed thread count,
-eval mode, inference_mode) in interleaved rounds; the speed-up is median(dense) / median(variant).
-About 15 s.
+eval mode, inference_mode) in many short interleaved rounds. The speed-up is the median over rounds of
+median(dense) / median(variant) within the round: on a shared virtual machine slow spells last seconds,
+so ratios taken close together in time are far steadier than ratios of overall medians. The range
+printed beside it is the 25th-75th percentile of the per-round ratios. About 20 s.
 
     .venv/bin/python benchmarks/bench_latency.py [--threads 1] [--seed 0]
 """
@@ -54,30 +56,35 @@ def main() -> None:
     dense = DigitsCNN()
     models = {"dense": dense, "50% channels pruned": channel_pruned(dense),
               "90% unstructured (masked)": unstructured_masked(dense)}
-    repeats = {1: 300, 256: 40}  # per model and batch size, split over interleaved rounds
-    rounds = 4
+    repeats = {1: 400, 256: 100}  # per model and batch size, split over interleaved rounds
+    rounds = 20
     print(f"DigitsCNN latency, torch {torch.__version__}, {args.threads} thread(s); {repeats[1]} runs at batch 1 "
           f"and {repeats[256]} at batch 256 per model, in {rounds} interleaved rounds; baseline = dense")
     inputs = {batch: torch.randn(batch, 1, 8, 8) for batch in repeats}
     runs = {(name, batch): [] for name in models for batch in repeats}
+    ratios = {(name, batch): [] for name in models for batch in repeats}  # per round: dense / variant
     for _ in range(rounds):  # interleaving spreads slow spells of a busy machine over all models
         for batch, n in repeats.items():
+            medians = {}
             for name, model in models.items():
-                result = kdcore.measure_latency(model, inputs[batch], repeats=n // rounds, warmup=5,
+                result = kdcore.measure_latency(model, inputs[batch], repeats=n // rounds, warmup=3,
                                                 threads=args.threads)
                 runs[name, batch] += result["runs"]
+                medians[name] = result["median_ms"]
+            for name in models:
+                ratios[name, batch].append(medians["dense"] / medians[name])
 
     header = f"{'model':<27} {'params≠0':>9} {'FLOPs/img':>10}"
     for batch in repeats:
-        header += f" {f'b={batch} ms':>10} {'IQR':>6} {'speed-up':>8}"
+        header += f" {f'b={batch} ms':>10} {'IQR':>6} {'speed-up':>8} {'(IQR of rounds)':>16}"
     print(header)
     for name, model in models.items():
         line = (f"{name:<27} {kdcore.count_parameters(model, nonzero_only=True):>9,} "
                 f"{kdcore.model_flops(model, torch.zeros(1, 1, 8, 8)):>10,}")
         for batch in repeats:
             q1, median, q3 = statistics.quantiles(runs[name, batch], n=4)
-            speedup = statistics.median(runs["dense", batch]) / median
-            line += f" {median:>10.3f} {q3 - q1:>6.3f} {speedup:>7.2f}x"
+            r1, speedup, r3 = statistics.quantiles(ratios[name, batch], n=4)
+            line += f" {median:>10.3f} {q3 - q1:>6.3f} {speedup:>7.2f}x {f'{r1:.2f}-{r3:.2f}':>16}"
         print(line)
     print("FLOPs count the dense kernels' work (FlopCounterMode convention); the masked model still "
           "does all of it.")
