@@ -153,6 +153,11 @@ def _new_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     # skip_init: no random initialisation (it would be overwritten, and would consume the global RNG)
     layer = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0], bias=bias is not None,
                                device=weight.device, dtype=weight.dtype)
+    return _filled(layer, weight, bias)
+
+
+def _filled(layer: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """``layer`` with its (uninitialised) parameters overwritten by ``weight`` and ``bias``."""
     with torch.no_grad():
         layer.weight.copy_(weight)
         if bias is not None:
@@ -166,11 +171,7 @@ def _new_conv(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) 
                                stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                                groups=1, bias=bias is not None, padding_mode=conv.padding_mode,
                                device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        if bias is not None:
-            layer.bias.copy_(bias)
-    return layer
+    return _filled(layer, weight, bias)
 
 
 def prune_neurons(fc1: nn.Linear, fc2: nn.Linear, keep: int) -> tuple[nn.Linear, nn.Linear]:
