@@ -255,7 +255,11 @@ def run_submission(copy: Path, workdir: Path, options: _Options) -> dict:
                 failed[running] = (f"stopped: the submission ran out of time (--timeout "
                                    f"{options.timeout:g} s) in this exercise (an infinite loop?)")
             break
-        if returncode == 0 and (workdir / "done").exists() or "invalid" in info:
+        # multiprocessing's fork server reports 255 when it loses a child's exit status (its pipe gives EOF
+        # instead of the code; seen once in 30 submissions on a loaded 2-core machine). The worker writes
+        # `done` only after every exercise's outputs are saved, so `done` with 255 is a finished run.
+        lost_status = returncode == 255 and child.popen is None
+        if (returncode == 0 or lost_status) and (workdir / "done").exists() or "invalid" in info:
             break
         if returncode == RESTART and running is None:
             continue  # a timed-out case left a thread running: go on in a fresh process

@@ -355,3 +355,25 @@ def test_fast_path_filter():
 
 def test_exercise_catalogue_has_the_fixture_ids():
     assert all(EXERCISES[e].notebook == "01" for e in EXERCISE_IDS)
+
+
+def test_lost_exit_status_of_a_finished_worker_is_not_a_crash(tmp_path, monkeypatch):
+    """multiprocessing's fork server can report exit code 255 when it loses a child's status; a worker
+    that wrote `done` (after saving every exercise's outputs) still counts as finished. (A worker that dies
+    before `done` is a crash: the os_exit submission of the batch above.)"""
+    path = tmp_path / "student.ipynb"
+    nbformat.write(notebook(correct_code()), path)
+    real_wait = grade._Child.wait
+
+    def wait_reporting_255(self, timeout):
+        code = real_wait(self, timeout)
+        return 255 if code == 0 and self.popen is None else code
+
+    monkeypatch.setattr(grade._Child, "wait", wait_reporting_255)
+    options = grade._Options(exercises=EXERCISE_IDS, timeout=TIMEOUT, case_timeout=None, memory_mb=0, threads=1)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    raw = grade.run_submission(path, workdir, options)
+    assert raw["status"] == "ok" and raw["notes"] == []
+    assert sorted(raw["records"]) == sorted(EXERCISE_IDS)
+
