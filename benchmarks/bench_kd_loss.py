@@ -2,7 +2,8 @@
 
 Times forward + backward (w.r.t. the student logits) for two shapes and prints the median time of each and
 the ratio kdcore / baseline (> 1 means kdcore is slower: its argument checks cost a fixed few microseconds,
-which show at small batches; at large ones its fused log-target KL is the cheaper formulation).  One thread, so that the numbers do not depend on the machine's load balance.
+which show at small batches; at large ones its fused log-target KL is the cheaper formulation).
+One thread, so that the numbers do not depend on the machine's load balance.
 
     .venv/bin/python benchmarks/bench_kd_loss.py
 """

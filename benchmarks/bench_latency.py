@@ -9,10 +9,11 @@ Baseline: the dense ``kdcore.models.DigitsCNN()`` (channels 32, 64). Variants:
 
 Latency does not depend on the weights' values here (no training needed; masked zeros are exact
 zeros, not denormals). Each model is timed with ``kdcore.measure_latency`` (fixed thread count,
-eval mode, inference_mode) in many short interleaved rounds. The speed-up is the median over rounds of
-median(dense) / median(variant) within the round: on a shared virtual machine slow spells last seconds,
-so ratios taken close together in time are far steadier than ratios of overall medians. The range
-printed beside it is the 25th-75th percentile of the per-round ratios. About 20 s.
+eval mode, inference_mode) by ``kdcore.compare_latency``, in many short interleaved rounds. The speed-up
+is the median over rounds of median(dense) / median(variant) within the round: on a shared virtual
+machine slow spells last seconds, so ratios taken close together in time are far steadier than ratios of
+overall medians. The range printed beside it is the 25th-75th percentile of the per-round ratios. The
+batch-1 and batch-256 measurements run one after the other. About 20 s.
 
     .venv/bin/python benchmarks/bench_latency.py [--threads 1] [--seed 0]
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 
 import torch
 
@@ -61,18 +61,10 @@ def main() -> None:
     print(f"DigitsCNN latency, torch {torch.__version__}, {args.threads} thread(s); {repeats[1]} runs at batch 1 "
           f"and {repeats[256]} at batch 256 per model, in {rounds} interleaved rounds; baseline = dense")
     inputs = {batch: torch.randn(batch, 1, 8, 8) for batch in repeats}
-    runs = {(name, batch): [] for name in models for batch in repeats}
-    ratios = {(name, batch): [] for name in models for batch in repeats}  # per round: dense / variant
-    for _ in range(rounds):  # interleaving spreads slow spells of a busy machine over all models
-        for batch, n in repeats.items():
-            medians = {}
-            for name, model in models.items():
-                result = kdcore.measure_latency(model, inputs[batch], repeats=n // rounds, warmup=3,
-                                                threads=args.threads)
-                runs[name, batch] += result["runs"]
-                medians[name] = result["median_ms"]
-            for name in models:
-                ratios[name, batch].append(medians["dense"] / medians[name])
+    # per batch size: kdcore.compare_latency interleaves the models in short rounds (see its docstring)
+    results = {batch: kdcore.compare_latency(models, inputs[batch], baseline="dense", rounds=rounds,
+                                             repeats=n // rounds, warmup=3, threads=args.threads)
+               for batch, n in repeats.items()}
 
     header = f"{'model':<27} {'params≠0':>9} {'FLOPs/img':>10}"
     for batch in repeats:
@@ -82,9 +74,9 @@ def main() -> None:
         line = (f"{name:<27} {kdcore.count_parameters(model, nonzero_only=True):>9,} "
                 f"{kdcore.model_flops(model, torch.zeros(1, 1, 8, 8)):>10,}")
         for batch in repeats:
-            q1, median, q3 = statistics.quantiles(runs[name, batch], n=4)
-            r1, speedup, r3 = statistics.quantiles(ratios[name, batch], n=4)
-            line += f" {median:>10.3f} {q3 - q1:>6.3f} {speedup:>7.2f}x {f'{r1:.2f}-{r3:.2f}':>16}"
+            r = results[batch][name]
+            r1, r3 = r["speedup_iqr"]
+            line += f" {r['median_ms']:>10.3f} {r['iqr_ms']:>6.3f} {r['speedup']:>7.2f}x {f'{r1:.2f}-{r3:.2f}':>16}"
         print(line)
     print("FLOPs count the dense kernels' work (FlopCounterMode convention); the masked model still "
           "does all of it.")

@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     # measure
     "count_parameters": "measure", "conv2d_flops": "measure", "model_flops": "measure",
     "csr_bytes": "measure", "model_size_bytes": "measure", "measure_latency": "measure",
+    "compare_latency": "measure",
     # quantize
     "quantize_affine": "quantize", "dequantize": "quantize", "quantize_per_channel": "quantize",
     "fake_quantize_model": "quantize", "kmeans_share": "quantize", "separable_params": "quantize",

@@ -11,7 +11,8 @@ from torch import nn
 
 from . import _validate as v
 
-__all__ = ["count_parameters", "conv2d_flops", "model_flops", "csr_bytes", "model_size_bytes", "measure_latency"]
+__all__ = ["count_parameters", "conv2d_flops", "model_flops", "csr_bytes", "model_size_bytes", "measure_latency",
+           "compare_latency"]
 
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -193,5 +194,50 @@ def measure_latency(model: nn.Module, example_input: torch.Tensor, *, repeats: i
         torch.set_num_threads(old_threads)
         for m, training in modes.items():
             m.training = training
-    q1, _, q3 = statistics.quantiles(runs, n=4, method="inclusive") if len(runs) > 1 else (runs[0],) * 3
+    q1, q3 = _quartiles(runs)
     return {"median_ms": statistics.median(runs), "iqr_ms": q3 - q1, "min_ms": min(runs), "runs": runs}
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    """25th and 75th percentile (both the value itself for a single value)."""
+    if len(values) == 1:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
+def compare_latency(models: dict[str, nn.Module], example_input: torch.Tensor, *, baseline: str,
+                    rounds: int = 12, repeats: int = 20, warmup: int = 3, threads: int = 1) -> dict[str, dict]:
+    """Speed-up of each model over ``models[baseline]``, robust to a machine whose speed drifts.
+
+    The models are timed in turn with :func:`measure_latency`, ``repeats`` calls each, in ``rounds``
+    interleaved rounds. Each round gives the ratio baseline median / model median, taken close together in
+    time; a slow spell of a shared machine (seconds long) then cancels out of the ratio, where a ratio of
+    overall medians would absorb it. Returns, per name, ``{"speedup", "speedup_iqr": (q1, q3), "median_ms",
+    "iqr_ms", "runs"}``: the median and quartiles of the per-round ratios (> 1: faster than the baseline)
+    and the pooled timings in ms.
+    """
+    if not isinstance(models, dict) or not models:
+        raise TypeError("models must be a non-empty dict of name -> nn.Module")
+    for model in models.values():
+        _check_model(model)
+    if baseline not in models:
+        raise ValueError(f"baseline must be one of the model names {sorted(models)}, got {baseline!r}")
+    rounds = v.integer("rounds", rounds, minimum=1)
+    runs: dict[str, list[float]] = {name: [] for name in models}
+    ratios: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        medians = {}
+        for name, model in models.items():
+            result = measure_latency(model, example_input, repeats=repeats, warmup=warmup, threads=threads)
+            runs[name] += result["runs"]
+            medians[name] = result["median_ms"]
+        for name in models:
+            ratios[name].append(medians[baseline] / medians[name])
+    out = {}
+    for name in models:
+        pooled, per_round = runs[name], ratios[name]
+        q1, q3 = _quartiles(pooled)
+        out[name] = {"speedup": statistics.median(per_round), "speedup_iqr": _quartiles(per_round),
+                     "median_ms": statistics.median(pooled), "iqr_ms": q3 - q1, "runs": pooled}
+    return out

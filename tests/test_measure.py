@@ -205,3 +205,27 @@ def test_measure_latency_result_and_restored_state():
             M.measure_latency(model, torch.randn(1, 64), **kwargs)
     with pytest.raises(TypeError, match="example_input"):
         M.measure_latency(model, [1.0] * 64)
+
+
+def test_compare_latency_ratios_against_the_baseline():
+    torch.manual_seed(0)
+    models = {"big": MLP((64, 256, 10)).train(), "small": MLP((64, 8, 10))}
+    threads = torch.get_num_threads()
+    result = M.compare_latency(models, torch.randn(4, 64), baseline="big", rounds=3, repeats=4, warmup=1)
+    assert set(result) == {"big", "small"}
+    assert result["big"]["speedup"] == 1.0 and result["big"]["speedup_iqr"] == (1.0, 1.0)  # baseline / itself
+    for r in result.values():
+        assert len(r["runs"]) == 3 * 4 and r["speedup"] > 0 and r["iqr_ms"] >= 0
+        low, high = r["speedup_iqr"]
+        assert low <= r["speedup"] <= high
+    assert models["big"].training and torch.get_num_threads() == threads  # measure_latency restores both
+    one = M.compare_latency(models, torch.randn(1, 64), baseline="small", rounds=1, repeats=1, warmup=0)
+    assert one["small"]["speedup"] == 1.0 and one["big"]["iqr_ms"] == 0
+    with pytest.raises(ValueError, match=r"baseline must be one of the model names \['big', 'small'\]"):
+        M.compare_latency(models, torch.randn(1, 64), baseline="dense")
+    with pytest.raises(ValueError, match="rounds"):
+        M.compare_latency(models, torch.randn(1, 64), baseline="big", rounds=0)
+    with pytest.raises(TypeError, match="models must be a non-empty dict"):
+        M.compare_latency({}, torch.randn(1, 64), baseline="big")
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        M.compare_latency({"a": "not a model"}, torch.randn(1, 64), baseline="a")
