@@ -11,7 +11,7 @@ in the course docs). Submodules, one concept each:
 ``data``      offline data sets (scikit-learn digits, MNIST-1D generated locally)
 ``models``    small teacher and student networks
 ``train``     seeded training / evaluation / distillation loops
-``grading``   ``check(exercise_id, fn)``: the grader used by the notebooks
+``checking``  ``check(exercise_id, fn)``: the grader used by the notebooks
 
 Names are resolved lazily, so ``import kdcore`` stays fast and a notebook only pays for what it uses.
 """
@@ -42,10 +42,10 @@ _EXPORTS: dict[str, str] = {
     # select
     "choose_technique": "select", "rank_techniques": "select",
     # grading
-    "check": "grading",
+    "check": "checking",
 }
 
-_SUBMODULES = {"distill", "prune", "measure", "quantize", "select", "data", "models", "train", "grading", "text"}
+_SUBMODULES = {"distill", "prune", "measure", "quantize", "select", "data", "models", "train", "checking", "text"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 

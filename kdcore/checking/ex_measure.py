@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from ._build import call_case, randn
+from .cases import call_case, randn
 from .core import Case, Exercise, Variant, compare_obs, module_state, register
 
 
