@@ -1,4 +1,4 @@
-"""Which compression technique fits a deployment scenario? A small, explicit rule table.
+"""Which compression technique fits a deployment scenario? A small, explicit rule table (notebook 10).
 
 ``rank_techniques(scenario)`` returns ``[(technique, reason), ...]`` best first; ``choose_technique(scenario)``
 returns the top technique.  Technique names: ``"distillation"``, ``"unstructured_pruning"``,
