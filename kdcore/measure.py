@@ -1,4 +1,9 @@
-"""Measuring a model: parameters, FLOPs, storage (dense and CSR) and CPU latency."""
+"""Measuring a model: parameters, FLOPs, storage (dense and CSR) and CPU latency.
+
+Taught in notebook 07 (count_parameters, conv2d_flops, csr_bytes; latency as interleaved ratios) and used by
+05–10 and the benchmarks. Exercise records: ``kdcore/exercises/manifest.toml``; grading modules with the wrong
+answers candidates write: ``kdcore/exercises/<id>.py``.
+"""
 from __future__ import annotations
 
 import math

@@ -2,6 +2,8 @@
 
 Progress bars are on by default; ``progress=False`` or the environment variable ``KDCORE_PROGRESS=0``
 silences them (the tests and CI do). Every loop is deterministic for a given ``seed``.
+
+(Used by notebooks 02–11; no exercise of its own.)
 """
 from __future__ import annotations
 

@@ -41,8 +41,17 @@ CASES = [
         dict(n=8, c=10, T=4.0, alpha=0.9, scale=1e3, atol=1e-3, note="logits of magnitude 1e3"),
         dict(n=8, c=6, T=2.0, alpha=0.6, grad=(0, 1), note="gradient w.r.t. the student only"),
         dict(n=4, c=12, T=8.0, alpha=0.9, grad=(0, 1)),
+        dict(n=0, c=5, T=4.0, alpha=0.9, raises=True, note="empty batch"),
     ]),
 ]
+
+# Mutants of the reference that no input can tell apart from it (python -m kdcore.checking.mutants kd_loss).
+EQUIVALENT_MUTANTS = {
+    "line +20, col 14: `dim=-1` → `dim=1` in `F.log_softmax(s / T, dim=-1)`":
+        "the logits are validated to be 2-D [N, C], where dim 1 is dim -1",
+    "line +21, col 14: `dim=-1` → `dim=1` in `F.log_softmax(t.detach() / T, dim=-1)`":
+        "the logits are validated to be 2-D [N, C], where dim 1 is dim -1",
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
