@@ -1,7 +1,8 @@
 """dequantize — quantized integers back to floats. Taught in notebook 09; reference ``kdcore.quantize.dequantize``.
 
 Contract (docs/EXERCISES.md): ``(q − zero_point)·scale`` as float32, for integer ``q`` of any integer dtype
-(uint8 included: no wrap-around below the zero point) and for a scale / zero point given as numbers or 0-dim tensors.
+(uint8 included: no wrap-around below the zero point) and for a scale / zero point given as numbers or 0-dim tensors;
+a scale <= 0 raises ValueError.
 """
 from __future__ import annotations
 
@@ -32,7 +33,15 @@ CASES = cases(_build, [
     dict(dtype="int32", shape=(4, 6), levels=(0, 256), scale=0.25, zero_point=3, as_tensors=True,
          note="scale and zero_point as 0-dim tensors"),
     dict(dtype="int64", shape=(2, 3, 4), levels=(0, 16), scale=0.5, zero_point=7, note="4-bit levels"),
+    dict(dtype="int32", shape=(3, 3), levels=(0, 256), scale=-0.5, zero_point=0, raises=True),
+    dict(dtype="int32", shape=(3, 3), levels=(0, 256), scale=0.0, zero_point=0, as_tensors=True, raises=True),
 ], rtol=1e-6, atol=1e-7, check_dtype="exact")
+
+EQUIVALENT_MUTANTS = {
+    "line +8, col 7: `or` → `and` in `q.is_floating_point() or q.is_complex() or q.dt...`":
+        "differs only for a q that is not an integer tensor, outside the exercise's domain (the contract takes integer "
+        "q; the library's TypeError is tested in tests/test_quantize.py)",
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -40,6 +49,8 @@ CASES = cases(_build, [
 # ----------------------------------------------------------------------------------------------------------
 @correct("q.float()")
 def _honest(q, scale, zero_point):
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
     return (q.float() - zero_point) * scale
 
 
@@ -72,4 +83,6 @@ wrong("zero point ignored", hint="subtract the zero point: (q − zero_point)·s
 # ----------------------------------------------------------------------------------------------------------
 @correct("int32 then float32")
 def ok_int(q, scale, zero_point):
+    if torch.as_tensor(scale).item() <= 0:
+        raise ValueError("scale must be > 0")
     return (q.to(torch.int32) - zero_point).to(torch.float32) * scale

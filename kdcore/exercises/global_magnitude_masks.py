@@ -78,6 +78,13 @@ CASES = [
     *cases(_build, [dict(weights="two layers of different scales", sparsity=2.0)], raises=True),
 ]
 
+EQUIVALENT_MUTANTS = {
+    "line +15, col 23: `0` → `-1`":
+        "differs only for an empty dict, outside the exercise's domain (the contract prunes at least one tensor; the "
+        "library's ValueError is tested in tests/test_prune.py)",
+    "line +18, col 51: `True` → `False`": "differs only for a weight that is not floating point, outside the exercise's domain (the contract prunes float weights; the library's TypeError is tested in tests/test_prune.py)",
+}
+
 
 # ----------------------------------------------------------------------------------------------------------
 # an honest solution: the wrong variants below that differ from it by one line are edits of it

@@ -1,9 +1,10 @@
 """kmeans_share — weight sharing by 1-D k-means (Deep Compression). Taught in notebook 09; reference
 ``kdcore.quantize.kmeans_share``.
 
-Contract (docs/EXERCISES.md): ``(codebook [k], indices of weight's shape)``, integer indices into the codebook,
-codebook initialised linearly between min and max; ``codebook[indices]`` reconstructs the weight with a mean squared
-error no worse than the reference's by more than 5 % (a better clustering passes too); ``weight`` is not modified.
+Contract (docs/EXERCISES.md): ``(codebook [k] float32, indices of weight's shape)``, integer indices into the
+codebook, codebook initialised linearly between min and max; ``codebook[indices]`` reconstructs the weight with a mean
+squared error no worse than the reference's by more than 5 % (a better clustering passes too); ``weight`` is not
+modified; ``k < 1`` or ``iters < 0`` raise ValueError.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def _observe(fn: Callable, args: tuple, kwargs: dict) -> Observation:
     codebook, indices = out
     obs["kind"] = "pair"
     obs["codebook_shape"] = list(codebook.shape)
+    obs["codebook_dtype"] = str(codebook.dtype).replace("torch.", "")
     obs["indices_shape"] = list(indices.shape)
     obs["indices_integer"] = not indices.is_floating_point() and indices.dtype != torch.bool
     obs["codebook_finite"] = bool(torch.isfinite(codebook).all())
@@ -62,6 +64,7 @@ def _observe(fn: Callable, args: tuple, kwargs: dict) -> Observation:
 _STRUCTURE_HINTS = {
     "kind": None,
     "codebook_shape": None,
+    "codebook_dtype": "return the codebook as float32 (`.float()`), like the weights it replaces",
     "indices_shape": "indices have the weight's shape (reshape the flat assignment)",
     "indices_integer": "indices are integers (torch.int64) into the codebook",
     "codebook_finite": "a centroid with no weights gives 0/0 = NaN: keep its previous value",
@@ -99,7 +102,28 @@ CASES = cases(_build, [
     dict(weight=(5, 5), k=1, note="one shared value"),
     dict(weight=(10, 10), k=4, iters=1),
     dict(weight=(4, 3, 3, 3), k=8, note="conv weight, default iters"),
-], observe=_observe, compare=_compare)
+    dict(weight=(13,), k=5, note="few weights per centroid: empty and one-weight clusters"),
+    dict(weight=(6, 6), k=4, iters=0, note="no iteration: the linear initial codebook"),
+], observe=_observe, compare=_compare) + cases(_build, [
+    dict(weight=(4, 4), k=0, raises=True),
+    dict(weight=(4, 4), k=4, iters=-1, raises=True),
+])
+
+EQUIVALENT_MUTANTS = {
+    "line +15, col 30: `values.min().item()` → `values.min()`":
+        "torch.linspace takes a 0-dim tensor as well as a number: the same float64 start",
+    "line +15, col 51: `values.max().item()` → `values.max()`":
+        "torch.linspace takes a 0-dim tensor as well as a number: the same float64 end",
+    "line +18, col 62: `0` → `-1`": "index_add_ on a 1-D tensor: dim -1 is dim 0",
+    "line +20, col 49: `counts.clamp(min=1)` → `counts`":
+        "only empty clusters divide by 0, and torch.where keeps their previous centroid instead of that 0/0",
+    "line +20, col 66: `1` → `0`":
+        "clamp(min=0) leaves the counts as they are; only empty clusters divide by 0, and torch.where discards that",
+    "line +25, col 23: `w.flatten().float()` → `w.flatten()`":
+        "the cases' weights are float32 already; for float16 the subtraction promotes to float32 anyway, and for "
+        "float64 only a weight within float32 rounding of the midpoint of two centroids could change cluster, "
+        "far below the 5 % tolerance on the reconstruction error",
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -108,6 +132,8 @@ CASES = cases(_build, [
 # ----------------------------------------------------------------------------------------------------------
 @correct("loop over clusters")
 def _honest(weight, k, iters=20):
+    if k < 1 or iters < 0:
+        raise ValueError(f"need k >= 1 and iters >= 0, got k={k}, iters={iters}")
     values = weight.detach().flatten().double()
     codebook = torch.linspace(values.min().item(), values.max().item(), k, dtype=torch.float64)
     for _ in range(iters):
@@ -145,6 +171,10 @@ wrong("reconstruction returned",
 # ----------------------------------------------------------------------------------------------------------
 @correct("vectorised (cdist, index_add)")
 def ok_vectorised(weight, k, iters=20):
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if iters < 0:
+        raise ValueError(f"iters must be >= 0, got {iters}")
     w = weight.detach().reshape(-1)
     centroids = torch.linspace(w.min(), w.max(), k)
     for _ in range(iters):

@@ -111,6 +111,11 @@ CASES = [
     *cases(_build, [dict(shape=(4, 4), sparsity=1.5), dict(shape=(4, 4), sparsity=-0.1)], raises=True),
 ]
 
+EQUIVALENT_MUTANTS = {
+    "line +12, col 40: `True` → `False`": "differs only for a weight that is not floating point, outside the exercise's domain (the contract prunes float weights; the library's TypeError is tested in tests/test_prune.py)",
+    "line +14, col 71: `0` → `-1`": "the list holds one mask, so [-1] is [0]",
+}
+
 
 # ----------------------------------------------------------------------------------------------------------
 # an honest solution: the wrong variants below that differ from it by one line are edits of it

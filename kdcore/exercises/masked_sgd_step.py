@@ -3,7 +3,8 @@ reference ``kdcore.prune.masked_sgd_step``.
 
 Contract (docs/EXERCISES.md): one optimizer step on the cross-entropy of ``model(x)`` against ``y``; afterwards every
 pruned weight (mask False) is exactly 0 and the kept weights equal the reference's, whatever the optimizer's state
-(momentum, weight decay, Adam moments) and whatever ``.grad`` held before; x, y and the masks are not modified.
+(momentum, weight decay, Adam moments) and whatever ``.grad`` held before; returns the loss of the forward pass
+(a number); x, y and the masks are not modified.
 """
 from __future__ import annotations
 
@@ -54,10 +55,11 @@ def _observe(fn: Callable, args: tuple, kwargs: dict) -> Observation:
     """The model's weights after the step, and how many pruned weights are not 0."""
     model, masks, x, y, _ = args
     before = tensor_snapshot(x, y, *masks.values())
-    fn(*args, **kwargs)
+    loss = fn(*args, **kwargs)
     params = dict(model.named_parameters())
     return {
         "mutated": changed(before, x, y, *masks.values()),
+        "loss": loss,
         "pruned_nonzero": sum(int((params[k].detach()[~m] != 0).sum()) for k, m in masks.items()),
         "state": module_state(model),
     }
@@ -70,8 +72,9 @@ def _compare(cand: Observation, ref: Observation):
         return (f"{cand.get('pruned_nonzero')} pruned weights are not 0 after the step",
                 "re-apply the masks to the weights after optimizer.step() (under torch.no_grad())")
     failure = compare_values(cand.get("state"), ref["state"], what="weights after the step", rtol=1e-4, atol=1e-6)
-    return None if failure is None else (failure[0], "the kept weights' update differs from one step on the "
-                                                     "cross-entropy with zeroed gradients")
+    if failure:
+        return failure[0], "the kept weights' update differs from one step on the cross-entropy with zeroed gradients"
+    return compare_values(cand.get("loss"), ref["loss"], what="returned loss", rtol=1e-5, atol=1e-6)
 
 
 CASES = cases(_build, [
@@ -80,6 +83,19 @@ CASES = cases(_build, [
     dict(optimizer="Adam", earlier_step=True),
     dict(optimizer="SGD", stale_grad=True),
 ], observe=_observe, compare=_compare)
+
+_ELEMENTWISE = ("what the pruned weights' gradients hold before the step reaches only their own optimizer state "
+                "(SGD, momentum, weight decay and Adam act entry by entry), and the weights are masked again after the "
+                "step, so no kept weight and no pruned weight differs")
+_NUMBER = ("the loss is then a 0-dim tensor of the same value; the grader compares values, and a 0-dim tensor and a "
+           "number are interchangeable in the contract")
+EQUIVALENT_MUTANTS = {
+    "line +20, col 15: `is not` → `is` in `grad is not None`": _ELEMENTWISE,
+    "line +21, col 82: `0` → `1`": _ELEMENTWISE,
+    "line +21, col 82: `0` → `-1`": _ELEMENTWISE,
+    "line +24, col 11: `float(loss.detach())` → `loss.detach()`": _NUMBER,
+    "line +24, col 17: `loss.detach()` → `loss`": _NUMBER,
+}
 
 
 # ----------------------------------------------------------------------------------------------------------

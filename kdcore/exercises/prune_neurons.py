@@ -4,7 +4,7 @@ reference ``kdcore.prune.prune_neurons``.
 Contract (docs/EXERCISES.md): keep the ``keep`` neurons whose fc1 weight rows have the largest L1 norm (ties → lower
 index); return two new, physically smaller ``nn.Linear`` (fc1's rows and bias entries, fc2's columns, fc2's whole
 bias) with the neurons in their original order; ``fc2(relu(fc1(x)))`` of the result equals the original with the
-other neurons' activations zeroed; fc1 and fc2 are not modified.
+other neurons' activations zeroed; fc1 and fc2 are not modified; ``keep`` outside ``[1, hidden]`` raises ValueError.
 """
 from __future__ import annotations
 
@@ -86,13 +86,30 @@ CASES = cases(_build, [
     dict(n_in=5, hidden=7, n_out=3, keep=7, note="nothing removed"),
     dict(n_in=4, hidden=6, n_out=3, keep=1, note="a single neuron"),
     dict(n_in=6, hidden=8, n_out=3, keep=3, ties=True, note="equal L1 norms: the lower index wins"),
-], observe=_observe, compare=_compare)
+], observe=_observe, compare=_compare) + cases(_build, [
+    dict(n_in=4, hidden=6, n_out=3, keep=0, raises=True),
+    dict(n_in=4, hidden=6, n_out=3, keep=7, raises=True),
+])
+
+_COPIED = ("_new_linear copies the values under torch.no_grad into fresh parameters, so whether the source tensor was "
+           "detached changes nothing")
+EQUIVALENT_MUTANTS = {
+    "line +9, col 7: `or` → `and` in `not isinstance(fc1, nn.Linear) or not isinstanc...`":
+        "differs only when fc1 or fc2 is not an nn.Linear, outside the exercise's domain (the library's TypeError is "
+        "tested in tests/test_prune.py)",
+    "line +15, col 26: `fc1.weight.detach()` → `fc1.weight`": _COPIED,
+    "line +15, col 82: `fc1.bias.detach()` → `fc1.bias`": _COPIED,
+    "line +16, col 26: `fc2.weight.detach()` → `fc2.weight`": _COPIED,
+    "line +16, col 85: `fc2.bias.detach()` → `fc2.bias`": _COPIED,
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
 # an honest solution: the wrong variants below that differ from it by one line are edits of it
 # ----------------------------------------------------------------------------------------------------------
 def _honest(fc1, fc2, keep):
+    if not 1 <= keep <= fc1.out_features:
+        raise ValueError(f"keep must be in [1, {fc1.out_features}], got {keep}")
     norms = fc1.weight.detach().abs().sum(dim=1)                # [hidden]: L1 norm of each neuron's fc1 row
     idx = torch.sort(norms, descending=True, stable=True).indices[:keep].sort().values
     new_fc1, new_fc2 = nn.Linear(fc1.in_features, keep), nn.Linear(keep, fc2.out_features)
@@ -161,6 +178,8 @@ def _from_indices(fc1, fc2, idx):
 
 @correct("python sort")
 def ok_sorted(fc1, fc2, keep):
+    if keep < 1 or keep > fc1.out_features:
+        raise ValueError("keep must be between 1 and the number of hidden neurons")
     norms = fc1.weight.abs().sum(dim=1).tolist()
     idx = sorted(sorted(range(len(norms)), key=lambda i: (-norms[i], i))[:keep])
     return _from_indices(fc1, fc2, torch.tensor(idx))
@@ -168,6 +187,8 @@ def ok_sorted(fc1, fc2, keep):
 
 @correct(".data assignment")
 def ok_data(fc1, fc2, keep):
+    if not 0 < keep <= fc1.weight.shape[0]:
+        raise ValueError(f"keep must be in [1, {fc1.weight.shape[0]}]")
     norms = fc1.weight.data.abs().sum(1)
     idx = torch.argsort(-norms, stable=True)[:keep].sort().values
     new1, new2 = nn.Linear(fc1.in_features, keep), nn.Linear(keep, fc2.out_features)

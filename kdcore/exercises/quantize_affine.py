@@ -97,6 +97,15 @@ CASES = cases(_build, [
     dict(x="gaussian", shape=(6, 6), note="defaults bits=8, asymmetric (called without them)"),
 ], compare=_compare)
 
+EQUIVALENT_MUTANTS = {
+    "line +19, col 14: `float(scale)` → `scale`":
+        "the scale is then a 0-dim float32 tensor of the same value; the grader compares values, and a 0-dim tensor "
+        "and a number are interchangeable in the contract",
+    "line +19, col 28: `int(zero_point)` → `zero_point`":
+        "the zero point is then a 0-dim int64 tensor of the same value; the grader compares values, and a 0-dim "
+        "tensor and a number are interchangeable in the contract",
+}
+
 
 # ----------------------------------------------------------------------------------------------------------
 # an honest solution (also a correct answer); the wrong variants below that differ from it by one line are

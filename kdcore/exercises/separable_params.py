@@ -2,7 +2,8 @@
 reference ``kdcore.quantize.separable_params``.
 
 Contract (docs/EXERCISES.md): ``(standard, separable)`` without bias: ``c_in·c_out·k²`` and ``c_in·k² + c_in·c_out``
-(a depthwise k×k conv, one filter per input channel, then a pointwise 1×1 conv); exact integers.
+(a depthwise k×k conv, one filter per input channel, then a pointwise 1×1 conv); exact integers; an argument below 1
+raises ValueError.
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ CASES = cases(_build, [
     dict(c_in=1, c_out=8, k=5),
     dict(c_in=64, c_out=128, k=7),
     dict(c_in=128, c_out=256, k=3),
+    dict(c_in=8, c_out=1, k=3, note="single output channel"),
+    dict(c_in=0, c_out=8, k=3, raises=True),
+    dict(c_in=8, c_out=0, k=3, raises=True),
+    dict(c_in=8, c_out=8, k=0, raises=True),
 ], rtol=0.0, atol=0.0)
 
 
@@ -34,6 +39,8 @@ CASES = cases(_build, [
 # ----------------------------------------------------------------------------------------------------------
 @correct("closed form")
 def _honest(c_in, c_out, k):
+    if min(c_in, c_out, k) < 1:
+        raise ValueError(f"c_in, c_out and k must be >= 1, got {c_in}, {c_out}, {k}")
     standard = c_in * c_out * k * k
     separable = c_in * k * k + c_in * c_out      # depthwise k×k (one filter per input channel) + pointwise 1×1
     return standard, separable
@@ -68,6 +75,9 @@ wrong("ratio returned", hint="return the two counts (standard, separable), not t
 # ----------------------------------------------------------------------------------------------------------
 @correct("nn.Conv2d on the meta device")
 def ok_modules(c_in, c_out, k):
+    for name, value in (("c_in", c_in), ("c_out", c_out), ("k", k)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     def count(*layers):
         return sum(p.numel() for layer in layers for p in layer.parameters())
     standard = nn.Conv2d(c_in, c_out, k, bias=False, device="meta")

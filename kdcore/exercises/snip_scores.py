@@ -3,7 +3,7 @@
 
 Contract (docs/EXERCISES.md): for the weight of every Linear/Conv layer, ``|∂L/∂w ⊙ w|`` with ``L`` the (mean)
 cross-entropy of ``model(x)`` against ``y``; returns ``{name: score}`` keyed as in ``model.named_parameters()``; the
-model's weights, ``.grad`` and train/eval mode are left as they were.
+model's weights, ``.grad`` and train/eval mode are left as they were; the scores are detached (no autograd graph).
 """
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def _observe(fn: Callable, args: tuple, kwargs: dict) -> Observation:
         "grads_changed": any((grads_before[k] is None) != (g is None) or
                              (g is not None and not torch.equal(g, grads_before[k])) for k, g in grads_after.items()),
         "mode_changed": model.training != training,
+        "attached": isinstance(out, dict) and any(isinstance(s, torch.Tensor) and s.requires_grad for s in out.values()),
         "out": out,
     }
 
@@ -68,6 +69,9 @@ def _compare(cand: Observation, ref: Observation):
                 "on a copy.deepcopy(model)")
     if cand.get("mode_changed") != ref["mode_changed"]:
         return "the model's train/eval mode changed", "do not call model.train() / model.eval() here"
+    if cand.get("attached") != ref["attached"]:
+        return ("a score still requires grad", "detach the scores (`.detach()`): an autograd graph attached to them "
+                "keeps the model's activations alive")
     return compare_values(cand.get("out"), ref["out"], what="scores", rtol=1e-4, atol=1e-7)
 
 
@@ -77,6 +81,12 @@ CASES = cases(_build, [
     dict(model="CNN", stale_grad=True, note=".grad must be left as it was"),
     dict(model="MLP", eval_mode=True, note="the model stays in eval mode"),
 ], observe=_observe, compare=_compare)
+
+EQUIVALENT_MUTANTS = {
+    "line +20, col 73: `True` → `False`":
+        "allow_unused matters only for a Linear/Conv layer that takes no part in the loss, outside the exercise's "
+        "domain (every layer of the models scored here is used in the forward pass)",
+}
 
 
 # ----------------------------------------------------------------------------------------------------------

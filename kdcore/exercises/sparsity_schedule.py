@@ -2,7 +2,8 @@
 ``kdcore.prune.sparsity_schedule``.
 
 Contract (docs/EXERCISES.md): ``s_final + (s_initial − s_final)·(1 − (step − t0)/(n·dt))³`` with ``step`` clamped to
-``[t0, t0 + n·dt]``: ``n`` pruning events ``dt`` steps apart, starting at step ``t0``.
+``[t0, t0 + n·dt]``: ``n`` pruning events ``dt`` steps apart, starting at step ``t0``; ``t0 < 0``, ``n < 1`` or
+``dt < 1`` raise ValueError.
 """
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ CASES = cases(_build, [
     dict(step=150, s_initial=0.2, s_final=0.8, t0=100, n=5, dt=20),
     dict(step=3, s_initial=0.0, s_final=0.5, t0=0, n=8, dt=1),
     dict(step=250, s_initial=0.05, s_final=0.95, t0=0, n=10, dt=100, note="between two events"),
+    dict(step=2, s_initial=0.0, s_final=0.6, t0=0, n=1, dt=5, note="a single event"),
+    dict(step=0, s_initial=0.0, s_final=0.9, t0=-1, n=10, dt=100, raises=True),
+    dict(step=0, s_initial=0.0, s_final=0.9, t0=0, n=0, dt=100, raises=True),
+    dict(step=0, s_initial=0.0, s_final=0.9, t0=0, n=10, dt=0, raises=True),
 ], rtol=1e-6, atol=1e-9)
 
 
@@ -35,6 +40,8 @@ CASES = cases(_build, [
 # ----------------------------------------------------------------------------------------------------------
 @correct("min/max clamp")
 def _honest(step, s_initial, s_final, t0, n, dt):
+    if t0 < 0 or n < 1 or dt < 1:
+        raise ValueError(f"need t0 >= 0, n >= 1 and dt >= 1, got t0={t0}, n={n}, dt={dt}")
     span = n * dt                                    # n pruning events, dt steps apart
     t = min(max(step, t0), t0 + span)                # clamp the step to [t0, t0 + n·dt]
     progress = (t - t0) / span
@@ -75,6 +82,10 @@ wrong("s_initial ignored", hint="the schedule starts from s_initial: s_final + (
 # ----------------------------------------------------------------------------------------------------------
 @correct("if/else branches")
 def ok_branches(step, s_initial, s_final, t0, n, dt):
+    if t0 < 0:
+        raise ValueError(f"t0 must be >= 0, got {t0}")
+    if n < 1 or dt < 1:
+        raise ValueError(f"n and dt must be >= 1, got n={n}, dt={dt}")
     if step <= t0:
         return float(s_initial)
     if step >= t0 + n * dt:
