@@ -16,7 +16,7 @@ from torch.nn.utils import prune as torch_prune
 from kdcore.checking.cases import cases, randn
 from kdcore.checking.catalogue import correct, wrong
 from kdcore.checking.core import MUTATION_HINT, Observation, changed, compare_values, tensor_snapshot, type_name
-from kdcore.exercises.magnitude_mask import TIES, Holder, compare_masks, ok_topk
+from kdcore.exercises.magnitude_mask import TIES, Holder, compare_masks, half_zeros, ok_topk
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -34,9 +34,15 @@ _LAYERS = {
 
 
 def _build(seed: int, *, weights: str, sparsity: float):
-    """Gaussian tensors as listed in ``_LAYERS[weights]`` (each with its own seed), or ``"ties"``: TIES split in two."""
+    """Gaussian tensors as listed in ``_LAYERS[weights]`` (each with its own seed); ``"ties"``: TIES split in two;
+    ``"uneven ties"``: |w| = 1 twice in the first tensor, four times in the second; ``"half zeros"``: two tensors with
+    every other entry exactly 0."""
     if weights == "ties":
         return ({"a": TIES[:2].clone(), "b": TIES[2:].clone() * -1}, sparsity), {}
+    if weights == "uneven ties":
+        return ({"a": torch.tensor([1.0, -1.0, 3.0]), "b": torch.tensor([1.0, 1.0, -1.0, 1.0, 2.0, 3.0])}, sparsity), {}
+    if weights == "half zeros":
+        return ({"fc1.weight": half_zeros((6, 4), seed), "fc2.weight": half_zeros((3, 6), seed + 1)}, sparsity), {}
     tensors = {name: randn(*shape, seed=seed + i, scale=scale)
                for i, (name, (shape, scale)) in enumerate(_LAYERS[weights].items())}
     return (tensors, sparsity), {}
@@ -74,6 +80,8 @@ CASES = [
         dict(weights="[3] and [2, 5]", sparsity=0.39, note="round(5.07) = 5, not rounded per layer"),
         dict(weights="one tensor [6, 5]", sparsity=0.3, note="same as magnitude_mask"),
         dict(weights="ties", sparsity=0.5, note="equal |w| across tensors"),
+        dict(weights="uneven ties", sparsity=0.45, note="the 6 entries with |w| = 1 span both tensors; 4 of them are pruned"),
+        dict(weights="half zeros", sparsity=0.0, note="exact zeros stay: nothing pruned"),
     ], observe=_observe, compare=_compare),
     *cases(_build, [dict(weights="two layers of different scales", sparsity=2.0)], raises=True),
 ]

@@ -73,9 +73,24 @@ def compare_masks(cand_masks: dict, ref_masks: dict, magnitudes: dict, cand_muta
 # ----------------------------------------------------------------------------------------------------------
 # cases
 # ----------------------------------------------------------------------------------------------------------
+def half_zeros(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """A Gaussian weight with every other entry exactly 0, as after an earlier pruning (shared with global_magnitude_masks)."""
+    w = randn(*shape, seed=seed)
+    w.view(-1)[::2] = 0.0
+    return w
+
+
+def _float64_pairs(n: int, seed: int) -> torch.Tensor:
+    """float64 [2n]: n Gaussian values, then the same values 1e-9 smaller in |w| — equal once rounded to float32."""
+    base = randn(n, seed=seed).double()
+    return torch.cat([base, base - 1e-9 * base.sign()])
+
+
 def _build(seed: int, *, shape: tuple[int, ...] = (4, 6), sparsity: float, weight: str = "gaussian"):
-    """A Gaussian weight of ``shape``, shifted down by 1 ("mostly negative"), or the fixed ``TIES`` [4, 6]."""
+    """A weight of ``shape``: Gaussian, shifted down by 1 ("mostly negative"), half zeros, float64 pairs
+    (``shape`` = (n,) gives 2n entries), or the fixed ``TIES`` [4, 6]."""
     w = {"gaussian": lambda: randn(*shape, seed=seed), "mostly negative": lambda: randn(*shape, seed=seed) - 1.0,
+         "half zeros": lambda: half_zeros(shape, seed), "float64 pairs": lambda: _float64_pairs(shape[0], seed),
          "ties": lambda: TIES.clone()}[weight]()
     return (w, sparsity), {}
 
@@ -107,6 +122,11 @@ CASES = [
         dict(sparsity=0.5, weight="ties", note="many equal |w|"),
         dict(shape=(6, 6), sparsity=0.6, weight="mostly negative"),
         dict(shape=(1, 9), sparsity=0.6, note="single row"),
+        dict(shape=(10,), sparsity=0.1, note="a single entry pruned"),
+        dict(shape=(4, 5), sparsity=0.0, weight="half zeros", note="exact zeros stay: nothing pruned"),
+        dict(shape=(4, 5), sparsity=0.7, weight="half zeros", note="the zeros first"),
+        dict(shape=(6,), sparsity=0.42, weight="float64 pairs",
+             note="|w| that differ below float32 precision: rank in float64"),
     ], observe=_observe, compare=_compare),
     *cases(_build, [dict(shape=(4, 4), sparsity=1.5), dict(shape=(4, 4), sparsity=-0.1)], raises=True),
 ]

@@ -11,6 +11,8 @@ against the observer where ``torch.ao.quantization`` (deprecated) is still insta
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from kdcore.checking.cases import cases, gen, randn
@@ -36,6 +38,8 @@ _INPUTS = {
     "mostly negative": lambda shape, seed: randn(*shape, seed=seed) - 1.5,
     "zeros": lambda shape, seed: torch.zeros(*shape),
     "one outlier": lambda shape, seed: _one_outlier(shape[0], seed),
+    # symmetric 8-bit: max |x| = 127.5 gives scale 1, so x / scale are exact halves (round half to even, then clamp)
+    "exact halves": lambda shape, seed: torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, 127.5, -127.5]),
 }
 
 
@@ -53,8 +57,9 @@ def _as_number(value):
     return None
 
 
-def _compare(cand: Observation, ref: Observation):
-    """q as integers equal up to a few ±1 flips (float32 vs float64 ties), scale to 1e-5, zero point exactly."""
+def _compare(cand: Observation, ref: Observation, *, flips: bool = True):
+    """q as integers equal up to a few ±1 flips (float32 vs float64 ties; none when ``flips`` is False), scale to
+    1e-5, zero point exactly."""
     if cand.get("mutated") != ref["mutated"]:
         return "x was modified", MUTATION_HINT
     out, (rq, rscale, rzp) = cand.get("out"), ref["out"]
@@ -79,7 +84,8 @@ def _compare(cand: Observation, ref: Observation):
         return f"zero_point: expected {rzp}, got {z}", None
     diff = (q.double() - rq.double()).abs()
     # float32 vs float64 arithmetic may flip a value sitting exactly between two levels: allow a few ±1
-    if diff.max() > 1 or int((diff > 0).sum()) > max(1, rq.numel() // 100):
+    allowed = max(1, rq.numel() // 100) if flips else 0
+    if diff.max() > 1 or int((diff > 0).sum()) > allowed:
         return f"q: {int((diff > 0).sum())} of {rq.numel()} values differ (max difference {diff.max().item():.0f})", None
     return None
 
@@ -95,6 +101,9 @@ CASES = cases(_build, [
     dict(x="gaussian", shape=(5, 5), bits=3, symmetric=True),
     dict(x="one outlier", shape=(41,), bits=8, symmetric=False),
     dict(x="gaussian", shape=(6, 6), note="defaults bits=8, asymmetric (called without them)"),
+    dict(x="zeros", shape=(2, 3), bits=8, symmetric=True, note="scale = float32 eps"),
+    dict(x="exact halves", shape=(7,), bits=8, symmetric=True, compare=partial(_compare, flips=False),
+         note="round half to even; 127.5 → 128 clamped to 127"),
 ], compare=_compare)
 
 EQUIVALENT_MUTANTS = {
