@@ -80,7 +80,8 @@ CASES = [
         dict(weights="[3] and [2, 5]", sparsity=0.39, note="round(5.07) = 5, not rounded per layer"),
         dict(weights="one tensor [6, 5]", sparsity=0.3, note="same as magnitude_mask"),
         dict(weights="ties", sparsity=0.5, note="equal |w| across tensors"),
-        dict(weights="uneven ties", sparsity=0.45, note="the 6 entries with |w| = 1 span both tensors; 4 of them are pruned"),
+        dict(weights="uneven ties", sparsity=0.45,
+             note="the 6 entries with |w| = 1 span both tensors; 4 of them are pruned"),
         dict(weights="half zeros", sparsity=0.0, note="exact zeros stay: nothing pruned"),
     ], observe=_observe, compare=_compare),
     *cases(_build, [dict(weights="two layers of different scales", sparsity=2.0)], raises=True),
@@ -90,7 +91,9 @@ EQUIVALENT_MUTANTS = {
     "line +15, col 23: `0` → `-1`":
         "differs only for an empty dict, outside the exercise's domain (the contract prunes at least one tensor; the "
         "library's ValueError is tested in tests/test_prune.py)",
-    "line +18, col 51: `True` → `False`": "differs only for a weight that is not floating point, outside the exercise's domain (the contract prunes float weights; the library's TypeError is tested in tests/test_prune.py)",
+    "line +18, col 51: `True` → `False`":
+        "differs only for a weight that is not floating point, outside the exercise's domain (the contract prunes "
+        "float weights; the library's TypeError is tested in tests/test_prune.py)",
 }
 
 
@@ -168,6 +171,6 @@ def ok_torch_prune(weights, sparsity):
     if not 0 <= sparsity <= 1:
         raise ValueError("sparsity must be in [0, 1]")
     holders = {name: Holder(w) for name, w in weights.items()}
-    torch_prune.global_unstructured([(h, "weight") for h in holders.values()], pruning_method=torch_prune.L1Unstructured,
-                                    amount=float(sparsity))
+    torch_prune.global_unstructured([(h, "weight") for h in holders.values()],
+                                    pruning_method=torch_prune.L1Unstructured, amount=float(sparsity))
     return {name: h.weight_mask.bool() for name, h in holders.items()}

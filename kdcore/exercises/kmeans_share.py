@@ -163,7 +163,8 @@ wrong("flat indices", hint="indices have the weight's shape: .view(weight.shape)
 
 wrong("reconstruction returned",
       hint="return the indices (integers into the codebook), not the reconstructed weights codebook[indices]"
-      ).edit(_honest, "return codebook, indices.view(weight.shape)", "return codebook, codebook[indices].view(weight.shape)")
+      ).edit(_honest, "return codebook, indices.view(weight.shape)",
+             "return codebook, codebook[indices].view(weight.shape)")
 
 
 # ----------------------------------------------------------------------------------------------------------

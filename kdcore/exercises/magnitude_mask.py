@@ -63,7 +63,8 @@ def compare_masks(cand_masks: dict, ref_masks: dict, magnitudes: dict, cand_muta
     flat_magnitudes = torch.cat([magnitudes[k].flatten() for k in ref_masks])
     if _pruned_smallest(flat_ref, flat_magnitudes):
         if not _pruned_smallest(flat_cand, flat_magnitudes):
-            return "a pruned entry has a larger |w| than a kept one", "prune the entries with the smallest absolute value |w|"
+            return ("a pruned entry has a larger |w| than a kept one",
+                    "prune the entries with the smallest absolute value |w|")
         return None
     if not torch.equal(flat_cand, flat_ref):  # diagnosing against a wrong variant: require the same mask
         return "masks differ", None
@@ -74,7 +75,8 @@ def compare_masks(cand_masks: dict, ref_masks: dict, magnitudes: dict, cand_muta
 # cases
 # ----------------------------------------------------------------------------------------------------------
 def half_zeros(shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """A Gaussian weight with every other entry exactly 0, as after an earlier pruning (shared with global_magnitude_masks)."""
+    """A Gaussian weight with every other entry exactly 0, as after an earlier pruning (also used by
+    global_magnitude_masks)."""
     w = randn(*shape, seed=seed)
     w.view(-1)[::2] = 0.0
     return w
@@ -132,7 +134,9 @@ CASES = [
 ]
 
 EQUIVALENT_MUTANTS = {
-    "line +12, col 40: `True` → `False`": "differs only for a weight that is not floating point, outside the exercise's domain (the contract prunes float weights; the library's TypeError is tested in tests/test_prune.py)",
+    "line +12, col 40: `True` → `False`":
+        "differs only for a weight that is not floating point, outside the exercise's domain (the contract prunes "
+        "float weights; the library's TypeError is tested in tests/test_prune.py)",
     "line +14, col 71: `0` → `-1`": "the list holds one mask, so [-1] is [0]",
 }
 
@@ -203,7 +207,8 @@ wrong("float mask", hint="return a bool mask (True = keep), not a float 0/1 tens
 wrong("inverted mask", hint="True means keep: the pruned (smallest) entries must be False"
       ).edit(_honest, "return mask.view(weight.shape)", "return ~mask.view(weight.shape)")
 
-wrong("weight modified in place", hint="`weight.abs_()` overwrites the caller's weights: use weight.abs() (out of place)"
+wrong("weight modified in place", hint="`weight.abs_()` overwrites the caller's weights: use weight.abs() (out of "
+                                       "place)"
       ).edit(_honest, "weight.abs().flatten()", "weight.abs_().flatten()")
 
 wrong("sparsity not validated", hint="raise ValueError when sparsity is outside [0, 1] (do not clamp it silently)"

@@ -108,7 +108,8 @@ def _honest(model, masks, x, y, optimizer):
     loss = F.cross_entropy(model(x), y)
     loss.backward()
     optimizer.step()
-    with torch.no_grad():                  # momentum, weight decay and Adam move a weight even with a zero gradient
+    # momentum, weight decay and Adam move a weight even with a zero gradient: zero the pruned weights again
+    with torch.no_grad():
         for name, p in model.named_parameters():
             if name in masks:
                 p.mul_(masks[name])
@@ -133,7 +134,7 @@ def gradient_masked_only(model, masks, x, y, optimizer):
 
 
 wrong("masks not applied", hint="the masks are ignored: after optimizer.step() set the pruned weights back to 0"
-      ).edit(_honest, """    with torch.no_grad():                  # momentum, weight decay and Adam move a weight even with a zero gradient
+      ).edit(_honest, """    with torch.no_grad():
         for name, p in model.named_parameters():
             if name in masks:
                 p.mul_(masks[name])

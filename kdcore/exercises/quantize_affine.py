@@ -86,7 +86,8 @@ def _compare(cand: Observation, ref: Observation, *, flips: bool = True):
     # float32 vs float64 arithmetic may flip a value sitting exactly between two levels: allow a few ±1
     allowed = max(1, rq.numel() // 100) if flips else 0
     if diff.max() > 1 or int((diff > 0).sum()) > allowed:
-        return f"q: {int((diff > 0).sum())} of {rq.numel()} values differ (max difference {diff.max().item():.0f})", None
+        return (f"q: {int((diff > 0).sum())} of {rq.numel()} values differ (max difference "
+                f"{diff.max().item():.0f})", None)
     return None
 
 
@@ -158,15 +159,12 @@ wrong("range not widened to include 0",
 @wrong("zero point not clamped",
        hint="the zero point must lie in [qmin, qmax]: clamp it (and widen the range to include 0)")
 def zero_point_unclamped(x, bits=8, symmetric=False):
-    lo, hi = x.min(), x.max()                       # not widened: then the zero point can leave [qmin, qmax] ...
     if symmetric:
-        qmin, qmax = -2 ** (bits - 1), 2 ** (bits - 1) - 1
-        scale = torch.maximum(-lo, hi) / ((qmax - qmin) / 2)
-    else:
-        qmin, qmax = 0, 2 ** bits - 1
-        scale = (hi - lo) / (qmax - qmin)
-    scale = torch.clamp(scale, min=EPS)
-    zero_point = 0 if symmetric else int(qmin - torch.round(lo / scale))      # ... and it is not clamped
+        return _honest(x, bits, symmetric)
+    qmin, qmax = 0, 2 ** bits - 1
+    lo, hi = x.min(), x.max()                               # not widened to include 0 ...
+    scale = torch.clamp((hi - lo) / (qmax - qmin), min=EPS)
+    zero_point = int(qmin - torch.round(lo / scale))        # ... and not clamped: it can leave [qmin, qmax]
     q = torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax).to(torch.int32)
     return q, float(scale), zero_point
 

@@ -56,7 +56,8 @@ def _observe(fn: Callable, args: tuple, kwargs: dict) -> Observation:
         "grads_changed": any((grads_before[k] is None) != (g is None) or
                              (g is not None and not torch.equal(g, grads_before[k])) for k, g in grads_after.items()),
         "mode_changed": model.training != training,
-        "attached": isinstance(out, dict) and any(isinstance(s, torch.Tensor) and s.requires_grad for s in out.values()),
+        "attached": isinstance(out, dict) and any(isinstance(s, torch.Tensor) and s.requires_grad
+                                                  for s in out.values()),
         "out": out,
     }
 
