@@ -39,6 +39,9 @@ MAX_RECORD_BYTES = 256 * 2**20
 MSG_READY = "ready"
 #: grader -> zygote: {"run": [worker argv...], "env": {...}, "cwd": scratch path}
 MSG_RUN = "run"
+#: zygote -> grader once the grading process is forked: {"started": pid} (pid as the grader sees it
+#: when there is no sandbox; inside one it is a pid of the sandbox's own namespace)
+MSG_STARTED = "started"
 #: zygote -> grader when the grading process and every process it left are gone: {"exit": code}
 #: (code < 0: killed by that signal, as in subprocess)
 MSG_EXIT = "exit"
