@@ -31,7 +31,7 @@ _NOTEBOOK_NUMBER = re.compile(r"^(\d\d)_")
 @dataclass
 class ExerciseResult:
     score: float
-    status: str = "ok"  # ok | missing | error | crashed | timeout | uses-reference
+    status: str = "ok"  # ok | missing | error | crashed | memory | timeout | uses-reference
     feedback: str = ""
     misconceptions: list[str] = field(default_factory=list)  # names of the wrong variants that matched
 
@@ -114,12 +114,12 @@ def _judge_record(exercise_id: str, data: bytes) -> ExerciseResult:
         if record.get("reference"):
             return ExerciseResult(0.0, "uses-reference", verdict(exercise_id, cap(str(record["reference"]))))
         if record.get("error"):
-            return ExerciseResult(0.0, "error", f"grading stopped with an error: {cap(str(record['error']))}")
+            return ExerciseResult(0.0, "memory" if record.get("memory") else "error", f"grading stopped with an error: {cap(str(record['error']))}")
         observations = record.get("observations")
         check = judge(exercise_id, observations)
         timed_out = (isinstance(observations, list) and observations
                      and all(isinstance(o, dict) and o.get("error_type") == "TimeoutError" for o in observations))
-        status = "timeout" if timed_out else "ok"
+        status = "timeout" if timed_out else "memory" if record.get("memory") else "ok"
         feedback = cap(str(check.feedback))
         return ExerciseResult(float(check.score), status, feedback[:MAX_FEEDBACK], _misconceptions(exercise_id, check))
     except Exception as error:  # noqa: BLE001 - forged or corrupt outputs grade as 0, never abort the batch
@@ -169,7 +169,7 @@ def judge_outcome(submission: Submission, outcome: RunOutcome, notebook: bytes, 
             text = missing(exercise_id, result.status)
         result.exercises[exercise_id] = ExerciseResult(0.0, "missing", text)
     for exercise in result.exercises.values():
-        if exercise.status in ("timeout", "uses-reference"):
+        if exercise.status in ("timeout", "uses-reference", "memory"):
             result.status = worse(result.status, exercise.status)
     return result
 

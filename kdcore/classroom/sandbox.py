@@ -222,6 +222,7 @@ class Bubblewrap(Isolation):
         args += ["--tmpfs", "/tmp"]
         args += ["--bind", str(scratch), protocol.SANDBOX_SCRATCH, "--chdir", protocol.SANDBOX_SCRATCH]
         args += self._covers()
+        args += ["--remount-ro", "/"]  # the sandbox's own root folder (mount points) read-only too
         return [*args, "--", sys.executable, "-m", "kdcore.classroom.zygote"]
 
 

@@ -138,6 +138,9 @@ def main() -> int:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     _not_dumpable()
+    # `python -m` puts the working folder (the writable scratch folder) first on sys.path: drop it, so that
+    # a file a submission writes there can never shadow a module imported later.
+    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # as PID 1 with no handler, the kernel drops it
     import torch  # noqa: F401  (the point of this process)
 
