@@ -41,7 +41,11 @@ class Journal:
                                                sort_keys=True) + "\n")
 
     def _load(self) -> None:
-        lines = self.path.read_bytes().split(b"\n")
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):  # a line torn by a kill: end it, so the next append starts clean
+            with open(self.path, "ab") as handle:
+                handle.write(b"\n")
+        lines = data.split(b"\n")
         try:
             header = json.loads(lines[0])
         except ValueError as error:

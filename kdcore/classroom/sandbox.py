@@ -262,7 +262,10 @@ class Zygote:
                                             start_new_session=True, bufsize=0)
         self.buffer = b""
         self.child: int | None = None
-        ready = self._receive(time.monotonic() + start_timeout)
+        try:
+            ready = self._receive(time.monotonic() + start_timeout)
+        except ZygoteFailed:
+            ready = None
         if ready is None or protocol.MSG_READY not in ready:
             self.kill()
             log = self.log.read_text(errors="replace")[-2000:]
@@ -280,8 +283,8 @@ class Zygote:
             if not readable:
                 return None
             chunk = os.read(fd, 65536)
-            if not chunk:
-                return None
+            if not chunk:  # the zygote is gone (killed: possible without a sandbox)
+                raise ZygoteFailed(f"the pre-loaded process exited (exit code {self.process.wait()})")
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         try:
@@ -302,10 +305,8 @@ class Zygote:
             raise ZygoteFailed(f"the pre-loaded process is gone: {error}") from error
         deadline = time.monotonic() + timeout
         while True:
-            reply = self._receive(deadline)
+            reply = self._receive(deadline)  # raises ZygoteFailed if the zygote is gone
             if reply is None:
-                if self.process.poll() is not None:
-                    raise ZygoteFailed(f"the pre-loaded process died (exit code {self.process.returncode})")
                 self.kill()
                 return None
             if protocol.MSG_STARTED in reply:
