@@ -143,8 +143,8 @@ wrong("never combines",
 wrong("labels assumed",
       hint="without labels, pruning/QAT cannot fine-tune: a teacher's soft targets on unlabelled inputs "
            "(distillation) are the training signal"
-      ).edit(decision_list, '    if not s["labelled_data"] and s["teacher_available"]:\n        return "distillation"\n',
-             "")
+      ).edit(decision_list, '    if not s["labelled_data"] and s["teacher_available"]:\n'
+                            '        return "distillation"\n', "")
 
 
 @wrong("display names",

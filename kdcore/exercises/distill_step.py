@@ -128,7 +128,8 @@ wrong("returns the loss tensor", hint="return the loss as a Python float (`loss.
 
 wrong("loss after the step", hint="return the loss computed before optimizer.step() (the one you back-propagated)"
       ).edit(honest, "    return loss.item()",
-             "    with torch.no_grad():\n        return _kd_loss(student(x), teacher_logits, y, T=T, alpha=alpha).item()")
+             "    with torch.no_grad():\n"
+             "        return _kd_loss(student(x), teacher_logits, y, T=T, alpha=alpha).item()")
 
 wrong("teacher run with gradient", hint="the teacher ran with gradient tracking, so backward filled the teacher's "
                                         ".grad: wrap the teacher's forward in torch.no_grad() (or detach its logits)"

@@ -58,8 +58,8 @@ CASES = [
 # honest solutions that miss one clause of the contract; most variants below are one-line edits of them.
 # ----------------------------------------------------------------------------------------------------------
 @wrong("0·log 0 where the teacher is 0",
-       hint="where p_teacher is 0, p_t·log p_t is 0·(−inf) = NaN in floating point: the convention is 0·log 0 = 0, "
-            "so use torch.xlogy(p_t, p_t) or keep only the classes with p_teacher > 0")
+       hint="where p_teacher is 0, p_t·log p_t is 0·(−inf) = NaN in floating point: the convention is "
+            "0·log 0 = 0, so use torch.xlogy(p_t, p_t) or keep only the classes with p_teacher > 0")
 def textbook(p_teacher, p_student):
     return (p_teacher * (p_teacher.log() - p_student.log())).sum(-1).mean()
 
