@@ -102,7 +102,7 @@ def test_observations_round_trip_through_torch_save(eid):
 def test_check_prints_one_line_per_case_and_returns_the_result(capsys):
     result = check("kd_loss", REFERENCES["kd_loss"])
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("kd_loss: 11/11 cases passed")
+    assert out[0].startswith("kd_loss: 12/12 cases passed")
     assert len(out) == 1 + len(EXERCISES["kd_loss"].cases)
     assert all(line.startswith("  ✓ ") for line in out[1:])
     assert isinstance(result, CheckResult) and result.exercise_id == "kd_loss"
