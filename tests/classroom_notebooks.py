@@ -122,7 +122,7 @@ def secret_of(nb: nbformat.NotebookNode) -> str:
 
 def expected_score(code: dict[str, str], exercise_id: str) -> float:
     """The grader's score for one function, computed here with check() (the independent reference)."""
-    from kdcore.grading import check
+    from kdcore.checking import check
     if code.get(exercise_id) is None:
         return 0.0
     namespace: dict = {"torch": torch}

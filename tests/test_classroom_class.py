@@ -172,7 +172,7 @@ ATTACKS = {
 FORGER = """\
 def _forge():
     import os, torch, kdcore
-    from kdcore.grading import run_candidate
+    from kdcore.checking import run_candidate
     for name in ['kl_divergence', 'soft_cross_entropy']:
         try:
             observations = run_candidate(name, getattr(kdcore.distill, name), case_timeout=5)
@@ -408,7 +408,7 @@ def test_scores_match_check_in_this_process(graded):
 
 
 def test_every_wrong_answer_is_rejected_with_its_hint(graded):
-    from kdcore.grading import check
+    from kdcore.checking import check
     table = rows(graded)
     for student, plan in graded["plan"].items():
         if plan["kind"] != "wrong" or student == "unsolved":
@@ -496,7 +496,7 @@ def test_the_reference_gets_no_credit_however_it_is_reached(graded):
 
 
 def test_the_class_report_ranks_the_misconceptions(graded):
-    from kdcore.grading import VARIANTS
+    from kdcore.checking import VARIANTS
     text = (graded["out"] / "report.md").read_text()
     html = (graded["out"] / "report.html").read_text()
     assert "data:image/png;base64," in text and '<img alt="' in html

@@ -30,7 +30,7 @@ from kdcore.classroom.discover import Submission, discover
 from kdcore.classroom.gradebook import StudentRow
 from kdcore.classroom.judge import ExerciseResult, Result
 from kdcore.classroom.reference_use import ReferenceUnavailable, reference_use, watching
-from kdcore.grading import VARIANTS, ExerciseFailed, check
+from kdcore.checking import VARIANTS, ExerciseFailed, check
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

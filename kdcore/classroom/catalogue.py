@@ -6,11 +6,7 @@ that package is a one-line change.
 """
 from __future__ import annotations
 
-from kdcore.grading import (CORRECT, EXERCISES, REFERENCES, VARIANTS, CheckResult, check, judge,  # noqa: F401
+from kdcore.checking import (CORRECT, EXERCISES, REFERENCES, VARIANTS, CheckResult, check, judge,  # noqa: F401
                             run_candidate)
 
-#: The module the grading processes import before any learner code runs (see ``zygote.py``).
-CHECKING_MODULE = "kdcore.grading"
-
-__all__ = ["CORRECT", "EXERCISES", "REFERENCES", "VARIANTS", "CheckResult", "check", "judge", "run_candidate",
-           "CHECKING_MODULE"]
+__all__ = ["CORRECT", "EXERCISES", "REFERENCES", "VARIANTS", "CheckResult", "check", "judge", "run_candidate"]

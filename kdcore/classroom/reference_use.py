@@ -191,11 +191,11 @@ def _scan_function(fn: types.FunctionType, search: _Search) -> None:
             if isinstance(current, types.ModuleType):
                 modules.append(current)
         # vars(module)["name"], module.__dict__["name"], getattr(module, "name"): a string constant that
-        # names the reference in a module the code reads
-        for module in modules:
-            for text in strings:
-                if text.isidentifier():
-                    search.push(_static_attr(module, text), f"the name {text!r} looked up in `{module.__name__}`")
+        # names the reference, in code that reads a module
+        name = search.reference.__name__
+        if name in strings:
+            for module in modules:
+                search.push(_static_attr(module, name), f"the name {name!r} looked up in `{module.__name__}`")
 
 
 def reference_use(exercise_id: str, fn: object) -> str | None:

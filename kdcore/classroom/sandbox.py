@@ -301,7 +301,7 @@ class Zygote:
         try:
             self.process.stdin.write((json.dumps(message) + "\n").encode())
             self.process.stdin.flush()
-        except (BrokenPipeError, OSError) as error:
+        except (OSError, ValueError) as error:
             raise ZygoteFailed(f"the pre-loaded process is gone: {error}") from error
         deadline = time.monotonic() + timeout
         while True:
@@ -343,6 +343,6 @@ class Zygote:
             self.process.stdin.write((json.dumps({protocol.MSG_QUIT: True}) + "\n").encode())
             self.process.stdin.flush()
             self.process.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
+        except (OSError, ValueError, subprocess.TimeoutExpired):  # ValueError: already closed
             pass
         self.kill()
