@@ -95,7 +95,7 @@ ATTACKS = {
     # write outside its folder: the user cache (a data set), the kdcore package, the outputs, /tmp
     "outside_writer": ("""\
         import os
-        for target in [HOME + '/.cache/kdcore/mnist1d_poison.npz', KDCORE + '/grading/_poison_' + MARK + '.py',
+        for target in [HOME + '/.cache/kdcore/mnist1d_poison.npz', KDCORE + '/checking/_poison_' + MARK + '.py',
                        KDCORE + '/_poison_' + MARK + '.py', OUT + '/poison_' + MARK, CLASS + '/poison_' + MARK,
                        TMPROOT + '/poison_' + MARK, '/tmp/poison_' + MARK, HOME + '/poison_' + MARK]:
             try:
@@ -104,7 +104,7 @@ ATTACKS = {
             except Exception:
                 pass
         try:
-            open(KDCORE + '/grading/core.py', 'a').close()  # the first step of patching the checker
+            open(KDCORE + '/checking/core.py', 'a').close()  # the first step of patching the checker
             open(OUT + '/poison_' + MARK + '_core_writable', 'w').close()
         except Exception:
             pass

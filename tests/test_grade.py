@@ -257,11 +257,11 @@ def test_results_are_read_back_without_following_links(tmp_path):
 def test_hidden_paths_inside_mounted_folders_are_covered(tmp_path):
     probe = sandbox.SandboxProbe(True, "", "/usr/bin/bwrap")
     package = Path(kdcore.__file__).parent
-    hidden = [package / "grading" / "core.py", package / "grading", tmp_path / "class"]
+    hidden = [package / "checking" / "core.py", package / "checking", tmp_path / "class"]
     command = sandbox.Bubblewrap(probe, hidden).command(tmp_path / "scratch")
     text = " ".join(command)
-    assert f"--ro-bind /dev/null {package / 'grading' / 'core.py'}" in text
-    assert f"--tmpfs {package / 'grading'}" in text
+    assert f"--ro-bind /dev/null {package / 'checking' / 'core.py'}" in text
+    assert f"--tmpfs {package / 'checking'}" in text
     assert str(tmp_path / "class") not in text  # not under any mounted folder: simply not mounted
     assert f"--bind {tmp_path / 'scratch'} /grading" in text
     for flag in ("--unshare-pid", "--unshare-net", "--unshare-user", "--die-with-parent", "--as-pid-1",
