@@ -1,297 +1,48 @@
-"""``python -m kdcore.grade``: a batch of ~30 generated submissions, correct, wrong and broken.
+"""``python -m kdcore.grade`` and the stages of :mod:`kdcore.classroom`, one by one.
 
-The expected score of every student is computed independently, in this process, with
-``kdcore.checking.check(..., raise_on_fail=False)`` on the functions the submission defines; the batch grader
-(fresh processes, fast path, parent-side judging) must reproduce it exactly, and the broken submissions must
-cost only themselves.
+The whole pipeline on a class of 40 submissions, attackers included, is ``test_classroom_class.py``; the
+nbgrader round trip is ``test_classroom_nbgrader.py``.
 """
 from __future__ import annotations
 
 import csv
-import hashlib
+import functools
 import io
+import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
 
+import kdcore
+import kdcore.distill
+from classroom_notebooks import EXERCISE_IDS, WRONG, correct_code, expected_score, notebook, unsolved_code, with_body
 from kdcore import _notebook, grade
-from kdcore.checking import EXERCISES, check
+from kdcore.classroom import batch, cli, lms, report, runner, sandbox
+from kdcore.classroom.discover import Submission, discover
+from kdcore.classroom.gradebook import StudentRow
+from kdcore.classroom.judge import ExerciseResult, Result
+from kdcore.classroom.reference_use import ReferenceUnavailable, reference_use, watching
+from kdcore.checking import VARIANTS, ExerciseFailed, check
 
-EXERCISE_IDS = ["softmax_t", "kl_divergence", "soft_cross_entropy"]  # notebook 01 of docs/EXERCISES.md
-TIMEOUT = 20  # seconds per submission
-
-# --- function bodies --------------------------------------------------------------------------------
-
-SIGNATURES = {
-    "softmax_t": 'def softmax_t(logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:\n'
-                 '    """Softmax of logits / T over the last dim; logits [..., C] -> [..., C]."""\n',
-    "kl_divergence": 'def kl_divergence(p_teacher: torch.Tensor, p_student: torch.Tensor) -> torch.Tensor:\n'
-                     '    """Batch-mean KL(p_teacher || p_student) in nats; rows [..., C] -> scalar."""\n',
-    "soft_cross_entropy": 'def soft_cross_entropy(p_teacher: torch.Tensor, p_student: torch.Tensor) -> torch.Tensor:\n'
-                          '    """Batch-mean -sum p_teacher * log p_student; rows [..., C] -> scalar."""\n',
-}
-
-CORRECT = {
-    "softmax_t": "if T <= 0:\n    raise ValueError(f'T must be > 0, got {T}')\n"
-                 "return torch.softmax(logits / T, dim=-1)\n",
-    "kl_divergence": "# xlogy gives 0 * log 0 = 0 where the teacher is 0\n"
-                     "terms = torch.xlogy(p_teacher, p_teacher) - torch.xlogy(p_teacher, p_student)\n"
-                     "return terms.sum(dim=-1).mean()\n",
-    "soft_cross_entropy": "return -torch.xlogy(p_teacher, p_student).sum(dim=-1).mean()\n",
-}
-
-WRONG = {  # classic mistakes
-    "softmax_t": ["return torch.softmax(logits, dim=-1)\n",                      # forgot T
-                  "return torch.softmax(logits * T, dim=-1)\n",                  # multiplied by T
-                  "e = torch.exp(logits / T)\nreturn e / e.sum(dim=-1, keepdim=True)\n"],  # overflows at 1e4
-    "kl_divergence": ["return (p_student * (p_student.log() - p_teacher.log())).sum(-1).mean()\n",  # reversed
-                      "return (p_teacher * (p_teacher.log() - p_student.log())).sum()\n"],          # sum not mean
-    "soft_cross_entropy": ["return (p_teacher * p_student.log()).sum(-1).mean()\n"],                # sign
-}
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def function_source(exercise_id: str, body: str) -> str:
-    return SIGNATURES[exercise_id] + textwrap.indent(body, "    ")
+# --- command line -------------------------------------------------------------------------------------------
 
-
-def solution_cell(exercise_id: str) -> str:
-    region = "### BEGIN SOLUTION\n" + CORRECT[exercise_id] + "### END SOLUTION\n"
-    return SIGNATURES[exercise_id] + textwrap.indent(region, "    ")
-
-
-def notebook(code_by_exercise: dict[str, str | None], *, extra: list | None = None,
-             order: list[str] | None = None) -> nbformat.NotebookNode:
-    """A notebook in the course format; ``None`` deletes an exercise's cells."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    cells = [nbformat.v4.new_markdown_cell("# 01 · Soft labels"),
-             nbformat.v4.new_code_cell("import torch\nimport kdcore as kd\ntorch.manual_seed(0)\nEPS = 1e-8")]
-    for exercise_id in order or EXERCISE_IDS:
-        code = code_by_exercise.get(exercise_id)
-        if code is None:
-            continue
-        cells += [nbformat.v4.new_markdown_cell(f"### {exercise_id}"),
-                  nbformat.v4.new_code_cell(code),
-                  nbformat.v4.new_code_cell(f'kd.check("{exercise_id}", {exercise_id})')]
-    # A long "experiment" and shell/magic lines: the grader's fast path must not run them.
-    cells += [nbformat.v4.new_code_cell("import time\ntime.sleep(600)  # a long training run"),
-              nbformat.v4.new_code_cell("%time x = 1\n!echo hello")]
-    cells += extra or []
-    for index, cell in enumerate(cells):
-        cell["id"] = f"c{index}"
-    nb.cells = cells
-    return nb
-
-
-def correct_code() -> dict[str, str]:
-    return {e: function_source(e, CORRECT[e]) for e in EXERCISE_IDS}
-
-
-def with_body(exercise_id: str, body: str) -> dict[str, str]:
-    code = correct_code()
-    code[exercise_id] = function_source(exercise_id, body)
-    return code
-
-
-# --- the batch --------------------------------------------------------------------------------------
-
-def build_submissions(folder: Path) -> dict[str, dict]:
-    """Write ~30 submissions; returns student -> {"code": functions to score in-process, "status": ...}."""
-    plan: dict[str, dict] = {}
-
-    def add(student: str, nb, *, code=None, status="ok", path=None):
-        path = path or folder / f"{student}.ipynb"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(nb, (bytes, str)):
-            path.write_bytes(nb if isinstance(nb, bytes) else nb.encode())
-        else:
-            nbformat.write(nb, path)
-        plan[student] = {"code": code or {}, "status": status, "path": path}
-
-    for n in range(8):
-        add(f"correct{n}", notebook(correct_code()), code=correct_code())
-    # in a sub-folder with a course-style file name: the student is the folder
-    add("dana", notebook(correct_code()), code=correct_code(), path=folder / "dana" / "01_soft_labels.ipynb")
-    for exercise_id, bodies in WRONG.items():
-        for k, body in enumerate(bodies):
-            code = with_body(exercise_id, body)
-            add(f"wrong_{exercise_id}_{k}", notebook(code), code=code)
-
-    # an infinite loop while defining the functions: only the per-submission timeout stops it
-    code = correct_code()
-    code["softmax_t"] = "def _spin():\n    while True:\n        pass\n\n" \
-                        "def softmax_t(logits, T=1.0, _hang=_spin()):\n    return torch.softmax(logits / T, -1)\n"
-    add("loop_at_definition", notebook(code), status="timeout")
-    # an infinite loop inside one function: the per-case timeout stops each case
-    code = with_body("kl_divergence", "while True:\n    pass\n")
-    add("loop_in_function", notebook(code), code={e: c for e, c in code.items() if e != "kl_divergence"})
-    code = with_body("softmax_t", "import sys\nsys.exit(3)\n")
-    add("sys_exit", notebook(code), code={e: c for e, c in code.items() if e != "softmax_t"})
-    code = with_body("kl_divergence", "import os\nos._exit(1)\n")
-    add("os_exit", notebook(code), code={e: c for e, c in code.items() if e != "kl_divergence"},
-        status="crashed")
-    code = with_body("soft_cross_entropy", "import ctypes\nctypes.string_at(0)\n")  # segmentation fault
-    add("segfault", notebook(code), code={e: c for e, c in code.items() if e != "soft_cross_entropy"},
-        status="crashed")
-    code = correct_code()
-    code["kl_divergence"] = code["kl_divergence"].replace("-> torch.Tensor:", "-> torch.Tensor")
-    add("syntax_error", notebook(code), code={e: c for e, c in code.items() if e != "kl_divergence"})
-    add("invalid_json", b'{"cells": [{"cell_type": "code", "source": "def softmax_t(', status="invalid")
-    big = notebook(correct_code())
-    big.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * 100_000_000)]
-    add("huge_output", big, code=correct_code())
-    # duplicated exercise cell: the last definition wins (both orders)
-    code = correct_code()
-    dup = notebook(code, extra=[nbformat.v4.new_code_cell(function_source("softmax_t", WRONG["softmax_t"][0]))])
-    add("duplicate_last_wrong", dup, code=with_body("softmax_t", WRONG["softmax_t"][0]))
-    code = with_body("softmax_t", WRONG["softmax_t"][0])
-    dup = notebook(code, extra=[nbformat.v4.new_code_cell(function_source("softmax_t", CORRECT["softmax_t"]))])
-    add("duplicate_last_right", dup, code=correct_code())
-    code = correct_code()
-    code["kl_divergence"] = None  # the exercise cell and its check were deleted
-    add("deleted_cell", notebook(code), code={e: c for e, c in code.items() if c})
-    # hostile: a wrong softmax_t that patches the grader and the references before running
-    hostile_body = textwrap.dedent("""\
-        import kdcore, kdcore.checking, kdcore.distill
-        class _Pass:
-            passed, score, feedback, cases = True, 1.0, "all good", []
-        kdcore.checking.judge = lambda *a, **k: _Pass()
-        kdcore.checking.check = lambda *a, **k: _Pass()
-        kdcore.distill.softmax_t = lambda logits, T=1.0: torch.softmax(logits, dim=-1)
-        kdcore.softmax_t = kdcore.distill.softmax_t
-        return torch.softmax(logits, dim=-1)
-        """)
-    code = with_body("softmax_t", hostile_body)
-    add("hostile_patcher", notebook(code), code=with_body("softmax_t", WRONG["softmax_t"][0]))
-    # tries to overwrite its own file, at definition time and while being graded
-    target = folder / "overwriter.ipynb"
-    write = f"open({str(target)!r}, 'w').write('{{}}')"
-    code = correct_code()
-    code["softmax_t"] = (f"def _clobber():\n    {write}\n\n"
-                         f"def softmax_t(logits, T=1.0, _x=_clobber()):\n    {write}\n"
-                         "    return torch.softmax(logits / T, dim=-1)\n")
-    add("overwriter", notebook(code), code=with_body("softmax_t", "return torch.softmax(logits / T, dim=-1)\n"))
-    # 3 GiB at once: more than the --memory-mb 2048 given below (this machine could allocate it otherwise)
-    code = with_body("soft_cross_entropy", "hog = bytearray(3 * 2**30)\nreturn hog\n")
-    add("memory_hog", notebook(code), code={e: c for e, c in code.items() if e != "soft_cross_entropy"},
-        status="memory")
-    # a renamed file with its cells in another order
-    add("erin", notebook(correct_code(), order=EXERCISE_IDS[::-1]), code=correct_code(),
-        path=folder / "erin" / "my work (final).ipynb")
-    return plan
-
-
-def expected_score(code: dict[str, str], exercise_id: str) -> float:
-    """The grader's score for one function, computed here with check() (the independent reference)."""
-    if exercise_id not in code:
-        return 0.0
-    namespace: dict = {"torch": torch}
-    exec(code[exercise_id], namespace)
-    return check(exercise_id, namespace[exercise_id], raise_on_fail=False, verbose=False).score
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory):
-    root = tmp_path_factory.mktemp("grade")
-    submissions = root / "submissions"
-    plan = build_submissions(submissions)
-    hashes = {p: sha256(p) for p in submissions.rglob("*") if p.is_file()}
-    out = root / "out"
-    command = [sys.executable, "-m", "kdcore.grade", str(submissions), "--csv", str(out / "grades.csv"),
-               "--feedback", str(out / "feedback"), "--jobs", "2", "--timeout", str(TIMEOUT),
-               "--case-timeout", "1", "--memory-mb", "2048"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=400)
-    return {"plan": plan, "hashes": hashes, "out": out, "run": run, "command": command,
-            "submissions": submissions}
-
-
-def read_csv(path: Path) -> dict[str, dict[str, str]]:
-    return {row["student"]: row for row in csv.DictReader(io.StringIO(path.read_text()))}
-
-
-def test_batch_completes_with_exit_code_0(batch):
-    run = batch["run"]
-    assert run.returncode == 0, run.stderr[-3000:]
-    for student in batch["plan"]:
-        assert student in run.stdout  # the terminal table has a row per student
-
-
-def test_gradebook_scores_match_in_process_check(batch):
-    rows = read_csv(batch["out"] / "grades.csv")
-    assert list(next(iter(rows.values())).keys()) == ["student", *EXERCISE_IDS, "total", "status"]
-    assert set(rows) == set(batch["plan"])
-    for student, plan in batch["plan"].items():
-        row = rows[student]
-        want = {e: expected_score(plan["code"], e) for e in EXERCISE_IDS}
-        got = {e: float(row[e]) for e in EXERCISE_IDS}
-        assert got == pytest.approx({e: round(w, 2) for e, w in want.items()}, abs=1e-9), student
-        assert float(row["total"]) == pytest.approx(round(sum(want.values()), 2), abs=0.011), student
-
-
-def test_statuses(batch):
-    rows = read_csv(batch["out"] / "grades.csv")
-    assert {s: rows[s]["status"] for s in rows} == {s: p["status"] for s, p in batch["plan"].items()}
-
-
-def test_correct_submissions_score_full_marks(batch):
-    rows = read_csv(batch["out"] / "grades.csv")
-    for student in ["correct0", "dana", "huge_output", "erin", "duplicate_last_right"]:
-        assert float(rows[student]["total"]) == len(EXERCISE_IDS), student
-    # the hostile submission's patches did not help it: it scores what its wrong softmax_t deserves
-    assert float(rows["hostile_patcher"]["softmax_t"]) < 1.0
-
-
-def test_submissions_are_unchanged(batch):
-    after = {p: sha256(p) for p in batch["submissions"].rglob("*") if p.is_file()}
-    assert after == batch["hashes"]
-    assert "overwriter.ipynb was changed during grading" in batch["run"].stderr
-
-
-def test_feedback_reports(batch):
-    folder = batch["out"] / "feedback"
-    assert sorted(p.stem for p in folder.glob("*.md")) == sorted(batch["plan"])
-    for student, plan in batch["plan"].items():
-        text = (folder / f"{student}.md").read_text()
-        assert f"Status: **{plan['status']}**" in text
-        assert "def _case" not in text and "BEGIN SOLUTION" not in text  # no grader or solution code
-    assert "No function named `kl_divergence`" in (folder / "deleted_cell.md").read_text()
-    assert "SyntaxError" in (folder / "syntax_error.md").read_text()
-    assert "died" in (folder / "os_exit.md").read_text()
-    assert "timeout" in (folder / "loop_at_definition.md").read_text()
-
-
-def test_feedback_for_a_wrong_answer_matches_check(batch):
-    """The per-case lines and hints in the report are the grader's feedback for that function."""
-    code = with_body("softmax_t", WRONG["softmax_t"][0])
-    namespace: dict = {"torch": torch}
-    exec(code["softmax_t"], namespace)
-    feedback = check("softmax_t", namespace["softmax_t"], raise_on_fail=False, verbose=False).feedback
-    text = (batch["out"] / "feedback" / "wrong_softmax_t_0.md").read_text()
-    assert feedback.strip() and feedback.strip() in text
-    assert "hint:" in text  # the likely misconception is named
-
-
-def test_rerun_reproduces_the_gradebook(batch, tmp_path, capsys):
-    """Re-grading (a subset, serially, in this process) reproduces the same rows byte for byte."""
-    students = ["correct0", "wrong_kl_divergence_0", "syntax_error", "deleted_cell"]
-    paths = [str(batch["plan"][s]["path"]) for s in students]
-    again = tmp_path / "again.csv"
-    code = grade.main([*paths, "--csv", str(again), "--exercises", ",".join(EXERCISE_IDS),
-                       "--timeout", str(TIMEOUT)])
-    assert code == 0, capsys.readouterr().err[-3000:]
-    first = (batch["out"] / "grades.csv").read_text().splitlines()
-    lines = again.read_text().splitlines()
-    assert lines[0] == first[0]
-    assert sorted(lines[1:]) == sorted(line for line in first[1:] if line.split(",")[0] in students)
+@pytest.fixture
+def no_grading(monkeypatch):
+    """Usage errors must stop the command before any submission is graded."""
+    def fail(*args, **kwargs):
+        raise AssertionError("grading started although the command line was invalid")
+    monkeypatch.setattr(batch, "grade", fail)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -302,16 +53,50 @@ def test_rerun_reproduces_the_gradebook(batch, tmp_path, capsys):
     (["{nb}", "--timeout", "-1"], "--timeout"),
     (["{nb}", "--memory-mb", "100"], "--memory-mb"),
     (["{readme}"], "is not a notebook"),
+    (["{nb}", "--csv", "{empty}"], "--csv {empty} is a folder"),
+    (["{nb}", "--feedback", "{readme}"], "--feedback {readme} exists and is not a folder"),
+    (["{nb}", "--csv", "{readme}/grades.csv"], "is not a folder"),
+    (["{nb}", "--csv", "{nb}"], "would overwrite a submission"),
+    (["{nb}", "--report", "{tmp}/report.pdf"], "must end in .html or .md"),
+    (["{nb}", "--lms", "canvas"], "give --csv FILE too"),
+    (["{nb}", "--resume"], "--resume needs the journal"),
+    (["{nb}", "--csv", "{tmp}/g.csv", "--resume"], "no journal at"),
 ])
-def test_usage_errors_exit_2(tmp_path, capsys, argv, message):
+def test_usage_errors_exit_2_before_grading(tmp_path, capsys, no_grading, argv, message):
     (tmp_path / "empty").mkdir()
     nbformat.write(notebook(correct_code()), tmp_path / "a.ipynb")
     (tmp_path / "README.md").write_text("hi")
-    values = {"empty": tmp_path / "empty", "nb": tmp_path / "a.ipynb", "readme": tmp_path / "README.md"}
+    values = {"empty": tmp_path / "empty", "nb": tmp_path / "a.ipynb", "readme": tmp_path / "README.md",
+              "tmp": tmp_path}
     with pytest.raises(SystemExit) as exit_info:
-        grade.main([a.format(**values) for a in argv])
+        cli.main([a.format(**values) for a in argv])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    assert message.format(**values) in capsys.readouterr().err
+
+
+def test_kdcore_grade_is_the_command():
+    assert grade.main is cli.main
+    run = subprocess.run([sys.executable, "-m", "kdcore.grade", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and "--no-sandbox" in run.stdout
+
+
+def test_no_sandbox_help_states_the_risk():
+    text = " ".join(cli.build_parser().format_help().split())
+    assert "WITHOUT a sandbox" in text and "overwrite other submissions" in text
+
+
+def test_without_a_sandbox_a_class_is_refused(tmp_path, capsys, monkeypatch, no_grading):
+    monkeypatch.setattr(sandbox, "probe", lambda: sandbox.SandboxProbe(False, "bubblewrap (`bwrap`) is not "
+                                                                              "installed", None))
+    for name in ("alice", "bob"):
+        nbformat.write(notebook(correct_code()), tmp_path / f"{name}.ipynb")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no sandbox: bubblewrap (`bwrap`) is not installed" in err
+    assert "apt-get install bubblewrap" in err and "--no-sandbox" in err
 
 
 def test_student_names(tmp_path):
@@ -319,7 +104,7 @@ def test_student_names(tmp_path):
                      "carol/.ipynb_checkpoints/x-checkpoint.ipynb", "carol/x.ipynb"]:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_text("{}")
-    found = grade.discover([tmp_path, tmp_path / "alice.ipynb"])
+    found = discover([tmp_path, tmp_path / "alice.ipynb"])
     assert [(s.student, s.path.name) for s in found] == [
         ("alice", "alice.ipynb"), ("bob", "01_soft_labels.ipynb"), ("bob", "02_kd.ipynb"), ("carol", "x.ipynb")]
 
@@ -344,36 +129,272 @@ def test_fast_path_filter():
         """)
     kept, error = _notebook.definitions(source + "%timeit f(1)\n!ls\n")
     assert error is None
-    kept_lines = [node.lineno for node in kept]
-    assert kept_lines == [1, 2, 3, 4, 5, 9, 11]
+    assert [node.lineno for node in kept] == [1, 2, 3, 4, 5, 9, 11]
     _, error = _notebook.definitions("def f(:\n    pass")
     assert isinstance(error, SyntaxError)
     assert _notebook.definitions("%%bash\nrm -rf /\n") == ([], None)
-    assert _notebook.parse_check_cell('kd.check("kd_loss", kd_loss)') == _notebook.CheckCall("kd_loss", "kd_loss")
-    assert _notebook.parse_check_cell('x = 1\nkd.check("kd_loss", kd_loss)') is None
 
 
-def test_exercise_catalogue_has_the_fixture_ids():
-    assert all(EXERCISES[e].notebook == "01" for e in EXERCISE_IDS)
+# --- uses-reference -----------------------------------------------------------------------------------------
+
+EVASIONS = textwrap.dedent("""\
+    import functools, torch
+    import kdcore as kd
+    import kdcore.distill
+    from kdcore.distill import softmax_t as imported
+
+    def honest(logits, T=1.0):
+        if T <= 0:
+            raise ValueError("T must be > 0")
+        return torch.softmax(logits / T, dim=-1)
+
+    def builds_on_another_exercise(logits, T=1.0):
+        return kd.softmax_t(logits, T).log().exp() if False else torch.softmax(logits / T, -1)
+
+    def wrapper(logits, T=1.0):
+        return kd.softmax_t(logits, T)
+
+    def module_path(logits, T=1.0):
+        return kdcore.distill.softmax_t(logits, T)
+
+    def module_dict(logits, T=1.0):
+        return kdcore.distill.__dict__["softmax_t"](logits, T)
+
+    def via_vars(logits, T=1.0):
+        return vars(kdcore.distill)["softmax_t"](logits, T)
+
+    def helper(x, T):
+        return imported(x, T)
+
+    def through_a_helper(logits, T=1.0):
+        return helper(logits, T)
+
+    partial = functools.partial(kd.softmax_t)
+    partial_of_a_helper = functools.partial(helper)
+
+    class Callable:
+        def __init__(self):
+            self.fn = kd.softmax_t
+        def __call__(self, logits, T=1.0):
+            return self.fn(logits, T)
+
+    callable_object = Callable()
+    lambda_ = lambda logits, T=1.0: kd.softmax_t(logits, T)
+
+    @functools.wraps(kd.softmax_t)
+    def decorated(*args, **kwargs):
+        return kd.softmax_t(*args, **kwargs)
+
+    def default_argument(logits, T=1.0, _f=kd.softmax_t):
+        return _f(logits, T)
+
+    def computed_name(logits, T=1.0):
+        return getattr(kd, "".join(["soft", "max", "_t"]))(logits, T)
+    """)
 
 
-def test_lost_exit_status_of_a_finished_worker_is_not_a_crash(tmp_path, monkeypatch):
-    """multiprocessing's fork server can report exit code 255 when it loses a child's status; a worker
-    that wrote `done` (after saving every exercise's outputs) still counts as finished. (A worker that dies
-    before `done` is a crash: the os_exit submission of the batch above.)"""
-    path = tmp_path / "student.ipynb"
-    nbformat.write(notebook(correct_code()), path)
-    real_wait = grade._Child.wait
+@pytest.fixture(scope="module")
+def evasions() -> dict:
+    namespace: dict = {}
+    exec(compile(EVASIONS, "<code cell 1>", "exec"), namespace)
+    return namespace
 
-    def wait_reporting_255(self, timeout):
-        code = real_wait(self, timeout)
-        return 255 if code == 0 and self.popen is None else code
 
-    monkeypatch.setattr(grade._Child, "wait", wait_reporting_255)
-    options = grade._Options(exercises=EXERCISE_IDS, timeout=TIMEOUT, case_timeout=None, memory_mb=0, threads=1)
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    raw = grade.run_submission(path, workdir, options)
-    assert raw["status"] == "ok" and raw["notes"] == []
-    assert sorted(raw["records"]) == sorted(EXERCISE_IDS)
+@pytest.mark.parametrize("name", ["imported", "wrapper", "module_path", "module_dict", "via_vars",
+                                  "through_a_helper", "partial", "partial_of_a_helper", "callable_object",
+                                  "lambda_", "decorated", "default_argument"])
+def test_reference_use_is_found_before_running(evasions, name):
+    assert "kdcore.distill.softmax_t" in reference_use("softmax_t", evasions[name])
 
+
+@pytest.mark.parametrize("name", ["honest", "builds_on_another_exercise"])
+def test_an_own_implementation_is_not_reference_use(evasions, name):
+    assert reference_use("softmax_t", evasions[name]) is None
+    assert reference_use("kl_divergence", evasions["wrapper"]) is None  # another exercise's reference is fine
+
+
+def test_a_computed_name_is_caught_while_running(evasions):
+    fn = evasions["computed_name"]
+    logits = torch.randn(2, 5)
+    original = kdcore.distill.softmax_t.__code__
+    with watching("softmax_t") as watch:
+        assert torch.allclose(fn(logits, 2.0), torch.softmax(logits / 2, -1))  # "count": still works
+    assert watch.called == {"softmax_t"} and kdcore.distill.softmax_t.__code__ is original
+    with watching("softmax_t", deny=True) as watch, pytest.raises(ReferenceUnavailable):
+        fn(logits, 2.0)
+    with watching("softmax_t") as watch:
+        evasions["honest"](logits, 2.0)
+    assert watch.called == set() and kdcore.distill.softmax_t.__code__ is original
+
+
+@pytest.mark.parametrize("name", ["imported", "computed_name", "callable_object"])
+def test_check_in_the_notebook_says_uses_reference(evasions, name, capsys):
+    with pytest.raises(ExerciseFailed) as info:
+        check("softmax_t", evasions[name])
+    assert info.value.result.score == 0.0
+    assert "softmax_t: uses kdcore's reference, no credit" in capsys.readouterr().out
+    assert check("softmax_t", evasions["honest"], raise_on_fail=False, verbose=False).passed
+
+
+# --- reading back from a scratch folder ---------------------------------------------------------------------
+
+def test_results_are_read_back_without_following_links(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("another student's notebook")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "info.json").symlink_to(secret)
+    os.mkfifo(scratch / "running.txt")
+    (scratch / "big").write_bytes(b"x" * 2000)
+    assert runner.read_regular(scratch / "info.json", 10_000) is None
+    assert runner.read_regular(scratch / "running.txt", 10_000) is None  # a FIFO would block a plain open
+    assert runner.read_regular(scratch / "big", 1000) is None
+    assert runner.read_regular(secret, 1000) == b"another student's notebook"
+    runner.empty_folder(scratch)
+    assert list(scratch.iterdir()) == [] and secret.exists()
+
+
+def test_hidden_paths_inside_mounted_folders_are_covered(tmp_path):
+    probe = sandbox.SandboxProbe(True, "", "/usr/bin/bwrap")
+    package = Path(kdcore.__file__).parent
+    hidden = [package / "checking" / "core.py", package / "checking", tmp_path / "class"]
+    command = sandbox.Bubblewrap(probe, hidden).command(tmp_path / "scratch")
+    text = " ".join(command)
+    assert f"--ro-bind /dev/null {package / 'checking' / 'core.py'}" in text
+    assert f"--tmpfs {package / 'checking'}" in text
+    assert str(tmp_path / "class") not in text  # not under any mounted folder: simply not mounted
+    assert f"--bind {tmp_path / 'scratch'} /grading" in text
+    for flag in ("--unshare-pid", "--unshare-net", "--unshare-user", "--die-with-parent", "--as-pid-1",
+                 "--new-session", "--clearenv"):
+        assert flag in command
+    assert command[command.index("--cap-drop") + 1] == "ALL"
+
+
+# --- journal and resume -------------------------------------------------------------------------------------
+
+def small_class(folder: Path) -> dict[str, dict]:
+    plans = {"alice": correct_code(), "bob": with_body("softmax_t", WRONG["softmax_t"][0]), "carol": unsolved_code()}
+    folder.mkdir(parents=True)
+    for student, code in plans.items():
+        nbformat.write(notebook(code, student=student, long_cells=False), folder / f"{student}.ipynb")
+    return plans
+
+
+def read_csv(path: Path) -> dict[str, dict[str, str]]:
+    return {row["student"]: row for row in csv.DictReader(io.StringIO(path.read_text()))}
+
+
+def test_an_interrupted_batch_resumes_to_the_same_gradebook(tmp_path):
+    """SIGTERM after the first result: exit 130, no gradebook, the journal keeps what was judged; --resume
+    grades only the rest and writes the gradebook an uninterrupted run gives (checked against check())."""
+    plans = small_class(tmp_path / "class")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "kdcore.grade", str(tmp_path / "class"), "--csv", str(out / "g.csv"),
+               "--no-sandbox", "--timeout", "60"]
+    env = {**os.environ, "KDCORE_PROGRESS": "0"}
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    journal = out / "g.csv.journal.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and first.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=120)
+    lines = journal.read_text().splitlines()
+    if first.returncode == 0:
+        pytest.skip("the batch finished before it could be interrupted")
+    assert first.returncode == 130, err[-2000:]
+    assert "--resume" in err and not (out / "g.csv").exists()
+    assert 2 <= len(lines) <= 3
+    judged = {json.loads(line)["label"] for line in lines[1:]}
+    with open(journal, "ab") as handle:
+        handle.write(b'{"label": "torn')  # a write cut short by the kill
+    again = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    labels = []
+    for line in journal.read_text().splitlines()[1:]:
+        try:
+            labels.append(json.loads(line)["label"])
+        except ValueError:
+            assert line == '{"label": "torn', line  # the torn line, left alone and ended
+    assert journal.read_text().count('{"label": "torn\n') == 1
+    assert sorted(labels) == sorted(str(tmp_path / "class" / f"{s}.ipynb") for s in plans)  # each judged once
+    assert judged <= set(labels)
+    table = read_csv(out / "g.csv")
+    for student, code in plans.items():
+        assert {e: float(table[student][e]) for e in EXERCISE_IDS} == pytest.approx(
+            {e: round(expected_score(code, e), 2) for e in EXERCISE_IDS}, abs=1e-9), student
+
+
+def test_a_journal_of_other_settings_is_not_resumed(tmp_path, capsys, no_grading):
+    small_class(tmp_path / "class")
+    journal = tmp_path / "g.csv.journal.jsonl"
+    journal.write_text(json.dumps({"kdcore_journal": 1, "settings": {"timeout": 1}}) + "\n")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([str(tmp_path / "class"), "--csv", str(tmp_path / "g.csv"), "--resume"])
+    assert exit_info.value.code == 2
+    assert "written with other settings" in capsys.readouterr().err
+
+
+def test_killing_the_parent_without_a_sandbox_costs_only_that_submission(tmp_path):
+    """Without a sandbox a submission can kill the process that forked it; the next submission is graded
+    by a new one (before, two innocent students were marked crashed)."""
+    folder = tmp_path / "class"
+    folder.mkdir()
+    killer = with_body("softmax_t", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+                                    "return torch.softmax(logits / T, -1)\n", unsolved_code())
+    nbformat.write(notebook(killer, long_cells=False), folder / "a_killer.ipynb")
+    for name in ("b_honest", "c_honest"):
+        nbformat.write(notebook(correct_code(), long_cells=False), folder / f"{name}.ipynb")
+    run = subprocess.run([sys.executable, "-m", "kdcore.grade", str(folder), "--csv", str(tmp_path / "g.csv"),
+                          "--no-sandbox", "--timeout", "60"], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "KDCORE_PROGRESS": "0"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    table = read_csv(tmp_path / "g.csv")
+    assert table["a_killer"]["status"] == "crashed"
+    assert [(table[s]["total"], table[s]["status"]) for s in ("b_honest", "c_honest")] == [("3.00", "ok")] * 2
+
+
+# --- gradebook files ----------------------------------------------------------------------------------------
+
+def fake_rows() -> tuple[list[StudentRow], list[str]]:
+    columns = ["softmax_t", "kl_divergence"]
+    forgot_t = next(v for v in VARIANTS["softmax_t"])
+    other = VARIANTS["softmax_t"][1]
+    def row(student, scores, misconceptions, status="ok"):
+        result = Result(Submission(student, Path(f"{student}.ipynb"), f"{student}.ipynb"), "0", status,
+                        {c: ExerciseResult(s, "ok", "", misconceptions.get(c, [])) for c, s in scores.items()})
+        return StudentRow(student, scores, status, [result])
+    rows = [row("<b>ann</b>", {"softmax_t": 0.5, "kl_divergence": 1.0}, {"softmax_t": [forgot_t.name]}),
+            row("ben", {"softmax_t": 0.4, "kl_divergence": 1.0}, {"softmax_t": [forgot_t.name, other.name]}),
+            row("cy", {"softmax_t": 1.0, "kl_divergence": 0.0}, {}, "uses-reference")]
+    return rows, columns
+
+
+def test_lms_files():
+    rows, columns = fake_rows()
+    canvas = list(csv.reader(io.StringIO(lms.lms_csv("canvas", rows, columns))))
+    assert canvas[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "kdcore softmax_t",
+                         "kdcore kl_divergence"]
+    assert canvas[2] == ["ben", "", "", "ben", "", "0.40", "1.00"]
+    moodle = list(csv.reader(io.StringIO(lms.lms_csv("moodle", rows, columns))))
+    assert moodle[0] == ["username", "kdcore softmax_t", "kdcore kl_divergence"] and moodle[3] == ["cy", "1.00", "0.00"]
+    with pytest.raises(ValueError, match="lms must be one of canvas, moodle"):
+        lms.lms_csv("blackboard", rows, columns)
+
+
+def test_class_report(tmp_path):
+    rows, columns = fake_rows()
+    summary = report.summarize(rows, columns)
+    assert [(m.name, m.students) for m in summary.misconceptions] == [
+        (VARIANTS["softmax_t"][0].name, ["<b>ann</b>", "ben"]), (VARIANTS["softmax_t"][1].name, ["ben"])]
+    assert [(e.exercise, e.passed, e.histogram["1"], e.histogram["0"]) for e in summary.exercises] == [
+        ("softmax_t", 1, 1, 0), ("kl_divergence", 2, 2, 1)]
+    assert summary.statuses == {"uses-reference": ["cy"]}
+    report.class_report(rows, columns, tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert "&lt;b&gt;ann&lt;/b&gt;" in html and "<b>ann</b>" not in html  # names are escaped
+    assert html.count("data:image/png;base64,") == 1
+    report.class_report(rows, columns, tmp_path / "r.md")
+    assert "| 2 | `softmax_t` |" in (tmp_path / "r.md").read_text()

@@ -614,7 +614,18 @@ def check(exercise_id: str, fn: Callable, *, raise_on_fail: bool = True, verbose
     if not callable(fn):
         raise TypeError(f"fn must be your function (a callable), got {type(fn).__name__}; "
                         f"pass the function itself: check({exercise_id!r}, {exercise_id})")
-    result = judge(exercise_id, run_candidate(exercise_id, fn, case_timeout=exercise.timeout))
+    # A function that is, or calls, this exercise's reference gets no credit (kdcore.classroom.reference_use).
+    from kdcore.classroom.reference_use import reference_use, verdict, watching
+    why = reference_use(exercise_id, fn)
+    if why is None:
+        with watching(exercise_id) as watch:
+            observations = run_candidate(exercise_id, fn, case_timeout=exercise.timeout)
+        if watch.called:
+            why = "it called that reference while the cases ran"
+    if why is not None:
+        result = CheckResult(exercise_id, False, 0.0, verdict(exercise_id, why))
+    else:
+        result = judge(exercise_id, observations)
     if verbose:
         print(result.feedback)
     if raise_on_fail and not result.passed:

@@ -1,21 +1,19 @@
-"""The grading child process: one submission, fresh interpreter, limited memory (used by ``kdcore.grade``).
+"""Stage 2b, the grading process: runs one submission's functions on the exercises' cases.
 
-    python -m kdcore._grade_worker NOTEBOOK OUT_DIR [--exercises a,b] [--skip a,b] [--case-timeout S]
-                                   [--memory-mb MB] [--threads N]
+    python -m kdcore.classroom.worker NOTEBOOK OUT_DIR [--exercises a,b] [--skip a,b] [--case-timeout S]
+                                      [--memory-mb MB] [--threads N]
+
+Normally started as a fork of the pre-loaded :mod:`kdcore.classroom.zygote`, inside the sandbox, with the
+scratch folder as OUT_DIR. This is the only code that runs learner code; it writes results into OUT_DIR
+(names in :mod:`kdcore.classroom.protocol`) and the grader judges them elsewhere, computing the references
+itself: nothing done here can change the reference or anyone else's grade.
 
 Fast path: the notebook is not run. Only the top-level imports, ``def``/``class`` statements and constant
-assignments of its code cells run, in notebook order (so a duplicated cell's last definition wins), each
+assignments of its code cells run, in notebook order (a duplicated cell's last definition wins), each
 statement on its own so that one failing import does not hide the other exercises. Then, for every
-exercise whose function is defined, ``kdcore.checking.run_candidate`` records the function's outputs on the
-exercise's cases; they are saved with ``torch.save`` and judged by the parent process, which computes the
-references itself: patching ``kdcore`` here cannot change a grade.
-
-Files written in OUT_DIR (the parent reads them, never trusting more than the data):
-``info.json``            what the notebook defines, its check cells and the cell errors (or ``invalid``);
-``running.txt``          the exercise being run (tells the parent which one a crash or timeout hit);
-``obs-<id>.pt``          ``{"observations": [...], "error": str | None, "memory": bool}`` per exercise;
-``done``                 written last.
-The parent gives this process a copy of the submission, never the original.
+exercise whose function is defined, ``run_candidate`` records the function's outputs on the exercise's
+cases. While the notebook's statements run, every kdcore reference is denied (a learner's code has no use
+for it then); while an exercise runs, its own reference is (:mod:`kdcore.classroom.reference_use`).
 """
 from __future__ import annotations
 
@@ -24,18 +22,17 @@ import ast
 import functools
 import json
 import os
+import re
 import sys
 import threading
 import traceback
 from pathlib import Path
 
-from ._notebook import cell_source, check_calls, definitions
+from .._notebook import cell_source, check_calls, definitions
+from . import protocol
 
-#: RLIMIT_FSIZE: no file this process writes (stderr included) may exceed this size.
-MAX_FILE_BYTES = 64 * 2**20
-#: Exit code asking the parent for a fresh process for the remaining exercises: a case that timed out
-#: keeps running in its (unkillable) thread and would slow every later case down.
-RESTART = 75
+_DEF_NAME = re.compile(r"^\s*(?:async\s+)?def\s+([A-Za-z_]\w*)|^\s*class\s+([A-Za-z_]\w*)|^([A-Za-z_]\w*)\s*=",
+                       re.M)
 
 
 def _limit_resources(memory_mb: int) -> bool:
@@ -45,7 +42,8 @@ def _limit_resources(memory_mb: int) -> bool:
     except ImportError:  # Windows
         return False
     enforced = True
-    for limit, value in ((resource.RLIMIT_AS, memory_mb * 2**20), (resource.RLIMIT_FSIZE, MAX_FILE_BYTES)):
+    for limit, value in ((resource.RLIMIT_AS, memory_mb * 2**20),
+                         (resource.RLIMIT_FSIZE, protocol.MAX_FILE_BYTES)):
         try:
             resource.setrlimit(limit, (value, value))
         except (ValueError, OSError):
@@ -67,8 +65,7 @@ def _is_memory_error(error: BaseException) -> bool:
     if isinstance(error, MemoryError):
         return True
     text = str(error)
-    return isinstance(error, RuntimeError) and ("can't allocate memory" in text
-                                                or "not enough memory" in text)
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "not enough memory" in text)
 
 
 def _guard(fn, flags: dict):
@@ -89,21 +86,28 @@ def _guard(fn, flags: dict):
 
 def load_cells(path: Path) -> list[dict]:
     """The cells of a notebook file, leniently (only ``cells[*].cell_type/source`` are needed)."""
-    with open(path, "rb") as handle:  # read-only; the parent gave us a copy anyway
+    with open(path, "rb") as handle:
         nb = json.loads(handle.read().decode("utf-8"))
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise ValueError("the file is JSON but not a notebook (no 'cells' list)")
     return [c for c in nb["cells"] if isinstance(c, dict)]
 
 
-def define(cells: list[dict], namespace: dict) -> tuple[list[str], list[str], bool]:
+def names_bound(source: str) -> list[str]:
+    """Top-level names a cell binds (``def``, ``class``, ``name =``), found by a regex so that a cell with a
+    syntax error still says which function it was meant to define."""
+    return sorted({next(g for g in match.groups() if g) for match in _DEF_NAME.finditer(source)})
+
+
+def define(cells: list[dict], namespace: dict) -> tuple[list[str], list[dict], bool]:
     """Run the fast-path statements of the code cells into ``namespace``.
 
-    Returns the check-cell exercise ids, one message per failing cell or statement, and whether a
-    memory error occurred.
+    Returns the check-cell exercise ids, the cell errors (``{"cell", "binds", "message"}``: ``binds`` lets
+    the grader show an error under the exercise whose cell it is, and nowhere else) and whether a memory
+    error occurred.
     """
     checks: list[str] = []
-    errors: list[str] = []
+    errors: list[dict] = []
     memory = False
     code_cells = [c for c in cells if c.get("cell_type") == "code"]
     for number, cell in enumerate(code_cells, start=1):
@@ -111,21 +115,22 @@ def define(cells: list[dict], namespace: dict) -> tuple[list[str], list[str], bo
         checks.extend(call.exercise_id for call in check_calls(source))
         statements, syntax_error = definitions(source)
         if syntax_error is not None:
-            errors.append(f"code cell {number}: SyntaxError: {syntax_error.msg} (line {syntax_error.lineno})")
+            errors.append({"cell": number, "binds": names_bound(source),
+                           "message": f"SyntaxError: {syntax_error.msg} (line {syntax_error.lineno})"})
             continue
         for statement in statements:
             module = ast.Module(body=[statement], type_ignores=[])
             try:
-                exec(compile(module, f"<code cell {number}>", "exec"), namespace)
+                exec(compile(module, f"<code cell {number}>", "exec"), namespace)  # noqa: S102 - the point
             except BaseException as error:  # SystemExit at definition time included
                 memory = memory or _is_memory_error(error)
-                errors.append(f"code cell {number}, line {statement.lineno}: "
-                              f"{type(error).__name__}: {error}"[:500])
+                errors.append({"cell": number, "binds": names_bound(source),
+                               "message": f"line {statement.lineno}: {type(error).__name__}: {error}"[:500]})
     return checks, errors, memory
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kdcore._grade_worker")
+    parser = argparse.ArgumentParser(prog="python -m kdcore.classroom.worker")
     parser.add_argument("notebook", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--exercises", default="")
@@ -140,47 +145,57 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cells = load_cells(args.notebook)
     except (ValueError, UnicodeDecodeError, RecursionError, MemoryError) as error:
-        _write_json(out / "info.json", {"invalid": f"{type(error).__name__}: {error}"[:500]})
+        _write_json(out / protocol.INFO_FILE, {"invalid": f"{type(error).__name__}: {error}"[:500]})
         return 0
 
-    # Bind the grader before any learner code runs: a submission that replaces
-    # kdcore.checking.run_candidate afterwards does not change what runs here.
+    # Bind the grader before any learner code runs: re-binding these names later changes nothing here.
     import torch
-    from kdcore.checking import EXERCISES, run_candidate
+
+    from .catalogue import EXERCISES, run_candidate
+    from .reference_use import reference_use, watching
     torch.set_num_threads(max(1, args.threads))
 
     namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
-    checks, errors, memory = define(cells, namespace)
+    with watching(list(EXERCISES), deny=True) as at_definition:
+        checks, errors, memory = define(cells, namespace)
     wanted = [e for e in args.exercises.split(",") if e] or list(EXERCISES)
     skip = {e for e in args.skip.split(",") if e}
     defined = [e for e in wanted if e in EXERCISES and callable(namespace.get(e))]
-    _write_json(out / "info.json", {"checks": checks, "defined": defined, "cell_errors": errors,
-                                    "memory": memory, "memory_limited": limited})
+    _write_json(out / protocol.INFO_FILE, {"checks": checks, "defined": defined, "cell_errors": errors,
+                                           "memory": memory, "memory_limited": limited})
 
     todo = [e for e in defined if e not in skip]
     for position, exercise_id in enumerate(todo):
         threads_before = threading.active_count()
-        _write_atomic(out / "running.txt", exercise_id.encode())
+        _write_atomic(out / protocol.RUNNING_FILE, exercise_id.encode())
         flags = {"memory": False}
-        record: dict = {"observations": [], "error": None, "memory": False}
+        record: dict = {"observations": [], "error": None, "memory": False, "reference": None}
+        fn = namespace[exercise_id]
         try:
-            limit = args.case_timeout or EXERCISES[exercise_id].timeout
-            record["observations"] = run_candidate(exercise_id, _guard(namespace[exercise_id], flags),
-                                                   case_timeout=limit)
+            record["reference"] = reference_use(exercise_id, fn)
+            if exercise_id in at_definition.called:
+                record["reference"] = "the notebook called that reference while its functions were defined"
+            if record["reference"] is None:
+                limit = args.case_timeout or EXERCISES[exercise_id].timeout
+                with watching(exercise_id, deny=True) as during:
+                    record["observations"] = run_candidate(exercise_id, _guard(fn, flags), case_timeout=limit)
+                if during.called:
+                    record["reference"] = "it called that reference while the cases ran"
         except BaseException as error:  # the learner's code may raise anything, SystemExit included
             record["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()[:2000]
             flags["memory"] = flags["memory"] or _is_memory_error(error)
         record["memory"] = flags["memory"]
-        tmp = out / f"obs-{exercise_id}.pt.tmp"
+        path = out / protocol.record_name(exercise_id)
+        tmp = path.with_name(path.name + ".tmp")
         try:
             torch.save(record, tmp)
         except Exception as error:  # an observation torch cannot save
             torch.save({"observations": [], "error": f"outputs could not be saved: {error}"[:2000],
-                        "memory": record["memory"]}, tmp)
-        os.replace(tmp, out / f"obs-{exercise_id}.pt")
+                        "memory": record["memory"], "reference": record["reference"]}, tmp)
+        os.replace(tmp, path)
         if threading.active_count() > threads_before and position + 1 < len(todo):
-            os._exit(RESTART)
-    (out / "done").write_bytes(b"")
+            os._exit(protocol.EXIT_RESTART)
+    (out / protocol.DONE_FILE).write_bytes(b"")
     sys.stdout.flush()
     sys.stderr.flush()
     # Leave at once: a case the grader timed out may still be running in a thread.
