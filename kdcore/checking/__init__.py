@@ -26,12 +26,7 @@ from .references import REFERENCES
 
 
 def _load(record: Record) -> None:
-    try:
-        module = importlib.import_module(record.module)
-    except ModuleNotFoundError as err:   # TRANSITION: not yet migrated, registered by a legacy ex_* module
-        if err.name != record.module:
-            raise
-        return
+    module = importlib.import_module(record.module)
     catalogue = variants_of(record.module)
     exercise = Exercise(record.id, record.notebook, record.signature(), list(module.CASES), record.reference,
                         record.summary, getattr(module, "TIMEOUT", 10.0),
