@@ -12,6 +12,8 @@ in the course docs). Submodules, one concept each:
 ``models``    small teacher and student networks
 ``train``     seeded training / evaluation / distillation loops
 ``grading``   ``check(exercise_id, fn)``: the grader used by the notebooks
+``hints``     ``hint(exercise_id)``: graded hints, then the solution
+``progress``  the home page's table of solved exercises
 
 Names are resolved lazily, so ``import kdcore`` stays fast and a notebook only pays for what it uses.
 """
@@ -42,10 +44,12 @@ _EXPORTS: dict[str, str] = {
     # select
     "choose_technique": "select", "rank_techniques": "select",
     # grading
-    "check": "grading",
+    "check": "grading", "hint": "hints",
+    # the course home page
+    "progress_table": "progress",
 }
 
-_SUBMODULES = {"distill", "prune", "measure", "quantize", "select", "data", "models", "train", "grading", "text"}
+_SUBMODULES = {"distill", "prune", "measure", "quantize", "select", "data", "models", "train", "grading", "text", "hints", "progress"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 
