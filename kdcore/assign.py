@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"{args.notebooks}/ is up to date with {args.solutions}/")
             return 0
+        expected_notebooks(args.solutions)  # refuse malformed solutions before writing anything
         for path in navigate(args.solutions):
             print(f"navigation: {path}")
         written = assign(args.solutions, args.notebooks)

@@ -114,7 +114,8 @@ class ExerciseFailed(AssertionError):
         self.result = result
 
     def _render_traceback_(self) -> list[str]:  # IPython hook: the report instead of a long traceback
-        return render_report(f"ExerciseFailed: {self.result.feedback}", False, color=True).splitlines()
+        lines = render_report(self.result.feedback, False, color=True).splitlines()
+        return [lines[0].replace("✗ ", "ExerciseFailed: ", 1), *lines[1:]]
 
 
 # Registries, filled by the topic modules (kdcore.grading.ex_*).
