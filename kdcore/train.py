@@ -1,7 +1,8 @@
 """Seeded training, evaluation and distillation loops (Adam, mini-batches, tqdm progress).
 
-Progress bars are on by default; ``progress=False`` or the environment variable ``KDCORE_PROGRESS=0``
-silences them (the tests and CI do). Every loop is deterministic for a given ``seed``.
+Progress bars are shown where someone watches (a notebook open in Jupyter, a terminal: see
+``progress_enabled``); ``progress=False`` or ``KDCORE_PROGRESS=0`` silences them, ``KDCORE_PROGRESS=1`` forces
+them. Every loop is deterministic for a given ``seed``.
 
 (Used by notebooks 02–11; no exercise of its own.)
 """
@@ -31,9 +32,17 @@ def set_seed(seed: int) -> None:
 
 
 def progress_enabled(progress: bool | None) -> bool:
+    """``progress`` if given, else ``$KDCORE_PROGRESS`` if set, else whether someone is watching: a notebook
+    open in Jupyter (its kernel has ``JPY_SESSION_NAME``; tqdm.auto then draws a widget) or a terminal.
+    Batch runs (nbclient, nbval, CI, redirected output) get no bar, so none is stored frozen in a notebook."""
     if progress is not None:
         return bool(progress)
-    return os.environ.get("KDCORE_PROGRESS", "1").lower() not in {"0", "false", "no", "off"}
+    setting = os.environ.get("KDCORE_PROGRESS")
+    if setting is not None:
+        return setting.lower() not in {"0", "false", "no", "off"}
+    import sys
+
+    return bool(os.environ.get("JPY_SESSION_NAME")) or bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 @torch.no_grad()

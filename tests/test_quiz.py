@@ -27,7 +27,7 @@ from quiz import bank as qbank
 from quiz.bank import NOTEBOOKS, Bank, load_bank, seed_ids, validate
 from quiz.cli import main
 from quiz.export import to_html, to_markdown
-from quiz.progress import INTERVALS_DAYS, Progress, ProgressError, default_progress_path
+from quiz.progress import Progress, ProgressError, default_progress_path
 from quiz.session import Session, parse_number
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -382,6 +382,7 @@ class AnswerBot(io.TextIOBase):
         self.out, self.bank, self.policy, self.limit = out, bank, policy, limit
         self.by_id = {it.id: it for it in bank.items}
         self.typed: list[str] = []
+        self.pending: list[str] = []
 
     def readline(self, size: int = -1) -> str:
         if len(self.typed) >= self.limit:
@@ -392,20 +393,33 @@ class AnswerBot(io.TextIOBase):
         item = self.by_id[headers[-1]] if headers else None
         block = text[text.rfind("\n[") + 1:] if headers else ""
         shown = dict(re.findall(r"^  ([a-h])\) (.*)$", block, flags=re.M))
-        kinds = [("Pick a topic", "topic"), ("选择主题", "topic"), ("a/b", "mc"), ("a number", "numeric"),
+        if self.pending:  # the rest of a multi-line answer (code)
+            line = self.pending.pop(0)
+            self.typed.append(line)
+            return line + "\n"
+        kinds = [("Press Enter to start", "start"), ("按回车开始", "start"), ("... ", "code"),
+                 ("Pick a topic", "topic"), ("选择主题", "topic"), ("a/b", "mc"), ("a number", "numeric"),
                  ("一个数", "numeric"), ("t = true", "tf"), ("t = 对", "tf"), ("Answer aloud", "open"),
                  ("口头作答", "open"), ("How did you do", "rate"), ("自评", "rate")]
         kind = next(k for marker, k in kinds if marker in last_line)
-        answer = self.policy(kind, item, shown)
+        if kind == "code":
+            exercise = re.findall(r"^\[\d+/\d+\] kd.check · ([a-z_0-9]+)$", text, flags=re.M)[-1]
+            answer = self.policy(kind, exercise, shown)
+        else:
+            answer = self.policy(kind, item, shown)
         if answer is None:
             return ""
-        self.typed.append(answer)
-        return answer + "\n"
+        first, *self.pending = answer.split("\n")
+        self.typed.append(first)
+        return first + "\n"
 
 
 def right_answer(kind, item, shown):
-    if kind == "topic":
+    if kind in ("topic", "start"):
         return ""
+    if kind == "code":  # item is the exercise id: the course's solution, typed in
+        from kdcore.hints import solution_source
+        return solution_source(item) + "\nend"
     if kind == "mc":
         correct = item.mc["options"]["en"][item.mc["answer"]]
         zh = item.mc["options"]["zh"][item.mc["answer"]]
@@ -448,7 +462,7 @@ def test_all_correct_answers_score_full_marks(bank, tmp_path):
     assert f"{n}/{n} auto-scored answers correct" in out
     assert out.count("✓ Correct.") == n
     assert set(data["items"]) == {it.id for it in bank.items_in(["kd_loss"])}
-    assert all(r["box"] == 1 and r["right"] == 1 for r in data["items"].values())
+    assert all(r["seen"] == r["right"] == 1 and r["card"]["stability"] > 0 for r in data["items"].values())
 
 
 def test_wrong_answers_are_shown_corrected_and_asked_again(bank, tmp_path):
@@ -459,12 +473,13 @@ def test_wrong_answers_are_shown_corrected_and_asked_again(bank, tmp_path):
     assert first.count("✗ Not quite") == n
     assert len(re.findall(r"^\[\d+/\d+\] ", again, flags=re.M)) == n   # each missed item asked again
     assert "Correction of seed 004-Q15:" in out           # the correction is shown with the answer
-    assert all(r["box"] == 0 and r["seen"] == 2 and r["right"] == 0 for r in data["items"].values())
-    # next time, the missed items come first
+    assert all(r["seen"] == 2 and r["right"] == 0 and r["last"] == "wrong" for r in data["items"].values())
+    # next time (after FSRS's 10-minute relearning step), the missed items come first
     progress = Progress(tmp_path / "p.json", {k: Progress.load(tmp_path / "progress.json")[0].records[k]
                                               for k in data["items"]})
     ids = [it.id for it in bank.items]
-    assert set(progress.order(ids)[:n]) == set(data["items"])
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    assert set(progress.order(ids, now=later)[:n]) == set(data["items"])
 
 
 def test_garbage_gets_a_clear_message_then_the_answer_counts(bank, tmp_path):
@@ -586,7 +601,8 @@ def test_progress_keeps_records_of_items_no_longer_in_the_bank(bank, tmp_path):
     path.write_text(json.dumps({"version": 1, "items": {"retired-item": {"box": 3, "due": "", "seen": 4,
                                                                          "right": 3, "last": "right"}}}))
     rc, _, _, data, _ = run_quiz(["--topic", "kd_loss", "--count", "1"], right_answer, bank, tmp_path)
-    assert rc == 0 and data["items"]["retired-item"]["box"] == 3
+    assert rc == 0 and data["items"]["retired-item"]["leitner"]["box"] == 3   # migrated, nothing lost
+    assert data["items"]["retired-item"]["seen"] == 4 and data["items"]["retired-item"]["right"] == 3
 
 
 def test_default_progress_path_is_outside_the_repository(tmp_path):
@@ -597,19 +613,27 @@ def test_default_progress_path_is_outside_the_repository(tmp_path):
 
 
 def test_spaced_repetition_schedule():
+    """FSRS: each right answer pushes the next review further out, a miss brings it back within minutes, and the
+    items least likely to be recalled come first."""
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     p = Progress(Path("unused.json"))
-    for box in range(1, len(INTERVALS_DAYS)):
-        rec = p.record("a", "right", now)
-        assert rec.box == box
-        assert datetime.fromisoformat(rec.due) == now + timedelta(days=INTERVALS_DAYS[box])
-    assert p.record("a", "right", now).box == len(INTERVALS_DAYS) - 1
-    rec = p.record("a", "wrong", now)
-    assert rec.box == 0 and datetime.fromisoformat(rec.due) == now
-    p.record("b", "right", now)
-    p.record("c", "partial", now)
-    later = now + timedelta(hours=1)
-    assert p.order(["b", "new", "c", "a"], now=later)[:2] == ["a", "new"]
+    intervals = []
+    t = now
+    for _ in range(5):
+        rec = p.record("a", "right", t)
+        intervals.append(rec.due - t)
+        t = rec.due
+    assert intervals == sorted(intervals) and intervals[-1] > timedelta(days=20) > intervals[0]
+    rec = p.record("a", "wrong", t)
+    assert rec.due - t <= timedelta(minutes=10) and rec.last == "wrong" and rec.seen == 6 and rec.right == 5
+    assert [r[1] for r in rec.reviews] == [3, 3, 3, 3, 3, 1]   # FSRS ratings: Good ×5, Again
+    p.record("b", "right", t)
+    p.record("c", "partial", t)
+    assert p.order(["b", "new", "c", "a"], now=t)[0] == "new"      # nothing due yet: the new item first
+    later = t + timedelta(hours=1)                                 # all three due: least recallable first
+    order = p.order(["b", "new", "c", "a"], now=later)
+    assert order[-1] == "new"
+    assert [p.retrievability(i, later) for i in order[:3]] == sorted(p.retrievability(i, later) for i in order[:3])
     with pytest.raises(ValueError, match="outcome"):
         p.record("a", "maybe", now)
 
@@ -622,12 +646,13 @@ def test_chinese_session(bank, tmp_path):
 
 
 def test_mock_interview_mixes_topics_and_self_rates(bank, tmp_path):
-    rc, out, _, data, _ = run_quiz(["--mock", "--count", "4", "--minutes", "8"], right_answer, bank, tmp_path)
+    rc, out, _, data, _ = run_quiz(["--mock", "--count", "5", "--minutes", "12"], right_answer, bank, tmp_path)
     assert rc == 0
     assert "self-rated: 4 got it" in out and "Mock interview time:" in out
     topics = {next(it.topic for it in bank.items if it.id == iid) for iid in data["items"]}
     assert len(topics) == 4
-    assert out.count("budget 2:00") == 4
+    assert out.count("budget 2:00") == 4 and out.count("budget 4:00") == 1   # 4 spoken + 1 coding = 6 slots
+    assert "kd.check: 100% of the cases passed." in out and "Score: 5/5 (100%)" in out
 
 
 def test_mock_interview_reports_overtime(bank, tmp_path):
