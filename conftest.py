@@ -7,7 +7,7 @@ import pytest
 os.environ.setdefault("KDCORE_PROGRESS", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # A failed kd.check raises in every test and every notebook nbval runs (graders count it as failed), even when
-# pytest itself is started from a notebook kernel whose environment says "interactive" (kdcore.grading.core).
+# pytest itself is started from a notebook kernel whose environment says "interactive" (kdcore.checking.core).
 os.environ["KDCORE_CHECK"] = "raise"
 
 # Under pytest-xdist (`make test` runs 2 workers on 2 cores) one thread per worker avoids oversubscription;

@@ -181,7 +181,7 @@ def export_nbgrader(solutions_dir: Path, course_dir: Path, assignment: str = "kd
         write_atomic(config, 'c = get_config()  # noqa: F821 (defined by nbgrader)\n'
                              'c.CourseDirectory.course_id = "kdcore"\n'
                              '# kd.check raises in the autograder\'s kernels, so a failed exercise loses its points\n'
-                             '# (in a notebook open in JupyterLab it only reports; see kdcore.grading.core.failure_mode)\n'
+                             '# (in a notebook open in JupyterLab it only reports; see kdcore.checking.core.failure_mode)\n'
                              'import os\n'
                              'os.environ["KDCORE_CHECK"] = "raise"\n')
     return written

@@ -72,7 +72,7 @@ def solution_source(exercise_id: str, solutions_dir: Path | None = None) -> str:
 
 def hint_text(exercise_id: str, level: int) -> str:
     """The text of hint ``level`` (1..3) for ``exercise_id``."""
-    from .grading import VARIANTS
+    from .checking import VARIANTS
 
     exercise = _exercise(exercise_id)
     if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= len(LEVELS):

@@ -80,8 +80,8 @@ def _read(path: Path) -> dict:
 
 def notebook_progress(path: Path) -> NotebookProgress:
     """Check every exercise that the notebook ``path`` checks, running only its definitions."""
-    from .grading import check
-    from .grading.core import NOT_IMPLEMENTED_HINT
+    from .checking import check
+    from .checking.core import NOT_IMPLEMENTED_HINT
 
     path = Path(path)
     try:

@@ -501,7 +501,7 @@ class Session:
 
     def ask_code(self, exercise_id: str, number: int, total: int) -> float:
         """The coding question: the learner types a function, ``kd.check`` grades it; returns its score."""
-        from kdcore.grading import EXERCISES, check   # imports torch: only for this question
+        from kdcore.checking import EXERCISES, check   # imports torch: only for this question
 
         exercise = EXERCISES[exercise_id]
         self.say()

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import kdcore as kd
-from kdcore.grading import EXERCISES, REFERENCES, VARIANTS, CheckResult, ExerciseFailed, check, judge, run_candidate
-from kdcore.grading import core
+from kdcore.checking import EXERCISES, REFERENCES, VARIANTS, CheckResult, ExerciseFailed, check, judge, run_candidate
+from kdcore.checking import core
 from kdcore.hints import hint_text, solution_source
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

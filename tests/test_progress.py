@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from kdcore import navigation
-from kdcore.grading import EXERCISES
+from kdcore.checking import EXERCISES
 from kdcore.hints import solution_source
 from kdcore.progress import learner_notebooks, notebook_progress, progress_table
 
