@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import kdcore as kd
-from kdcore.checking import EXERCISES, REFERENCES, VARIANTS, CheckResult, ExerciseFailed, check, judge, run_candidate
+from kdcore.checking import CORRECT, EXERCISES, REFERENCES, VARIANTS, CheckResult, ExerciseFailed, check, judge, run_candidate
 from kdcore.checking import core
 from kdcore.hints import hint_text, solution_source
 
@@ -56,12 +56,12 @@ def test_each_hint_once_one_line_per_failed_case_passes_in_one_line(eid, variant
 
 
 def test_a_pass_is_one_line_and_no_repr_is_echoed(capsys):
-    result = check("kd_loss", REFERENCES["kd_loss"])
+    result = check("kd_loss", CORRECT["kd_loss"][0].fn)
     assert capsys.readouterr().out == f"kd_loss: all {len(EXERCISES['kd_loss'].cases)} cases passed — well done!\n"
     assert result.shown
     result._ipython_display_()            # what a notebook does with a cell's last value: nothing more
     assert capsys.readouterr().out == ""
-    quiet = check("kd_loss", REFERENCES["kd_loss"], verbose=False)
+    quiet = check("kd_loss", CORRECT["kd_loss"][0].fn, verbose=False)
     quiet._ipython_display_()             # a result not shown yet prints its report when displayed
     assert "all 11 cases passed" in ANSI.sub("", capsys.readouterr().out)
 

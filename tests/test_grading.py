@@ -102,7 +102,7 @@ def test_observations_round_trip_through_torch_save(eid):
 
 
 def test_check_summarises_a_pass_in_one_line_and_returns_the_result(capsys):
-    result = check("kd_loss", REFERENCES["kd_loss"])
+    result = check("kd_loss", CORRECT["kd_loss"][0].fn)
     out = capsys.readouterr().out.splitlines()
     assert out == [f"kd_loss: all {len(EXERCISES['kd_loss'].cases)} cases passed — well done!"]
     assert isinstance(result, CheckResult) and result.exercise_id == "kd_loss"
