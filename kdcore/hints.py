@@ -24,9 +24,9 @@ _shown: dict[str, int] = {}   # exercise id -> highest level shown in this proce
 
 
 def _exercise(exercise_id: str):
-    from . import grading  # importing the package registers every exercise
+    from . import checking  # importing the package registers every exercise
 
-    return grading.core.get_exercise(exercise_id)
+    return checking.core.get_exercise(exercise_id)
 
 
 def _solutions_dir() -> Path | None:

@@ -72,7 +72,7 @@ def test_the_exception_carries_the_report_with_the_hint():
     text = str(info.value)
     assert "did you forget to multiply the soft term by T**2?" in text
     traceback = ANSI.sub("", "\n".join(info.value._render_traceback_()))  # what IPython, nbval and nbgrader show
-    assert traceback.startswith("ExerciseFailed: kd_loss: 2/11 cases passed")
+    assert traceback.startswith("ExerciseFailed: kd_loss: 2/12 cases passed")
     assert "hint: off by a factor of T²" in traceback.splitlines()[1]
 
 
@@ -105,7 +105,7 @@ def test_bad_mode_names_the_variable_and_the_values(monkeypatch):
 def test_report_mode_returns_the_failed_result(monkeypatch, capsys):
     monkeypatch.setenv("KDCORE_CHECK", "report")
     result = check("kd_loss", _no_t_squared)
-    assert not result.passed and result.score == pytest.approx(2 / 11)
+    assert not result.passed and result.score == pytest.approx(2 / 12)
     assert "hint: off by a factor of T²" in capsys.readouterr().out
     with pytest.raises(ExerciseFailed):  # an explicit argument wins over the environment
         check("kd_loss", _no_t_squared, raise_on_fail=True, verbose=False)
@@ -115,7 +115,10 @@ NOTEBOOK = [
     "import kdcore as kd\n\ndef kd_loss(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):\n"
     "    raise NotImplementedError('Your code here')",
     'kd.check("kd_loss", kd_loss)',
-    'kd.check("separable_params", kd.separable_params)',
+    "def separable_params(c_in, c_out, k):\n"
+    "    if min(c_in, c_out, k) < 1:\n        raise ValueError('c_in, c_out and k must be >= 1')\n"
+    "    return c_in * c_out * k * k, c_in * k * k + c_in * c_out\n"
+    'kd.check("separable_params", separable_params)',
     "after = 'ran'\nprint(after)",
 ]
 
