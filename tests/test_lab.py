@@ -66,6 +66,14 @@ def test_the_course_configuration_comes_first_and_switches_nbgrader_off():
     assert set(server["ServerApp"]["jpserver_extensions"].values()) == {False}
 
 
+def test_doctor_names_a_missing_home_page(monkeypatch):
+    from kdcore import doctor
+
+    monkeypatch.setattr(lab, "HOME_PAGE", "notebooks/00_missing.ipynb")
+    with pytest.raises(RuntimeError, match=r"00_missing.ipynb is missing: run `make notebooks`"):
+        doctor.check_lab()
+
+
 # --- the real server ---------------------------------------------------------------------------------------
 
 def _free_port() -> int:
