@@ -61,7 +61,8 @@ def test_the_course_configuration_comes_first_and_switches_nbgrader_off():
     assert env["JUPYTER_CONFIG_PATH"].split(os.pathsep) == [str(lab.LAB_CONFIG), "/mine"]
     assert lab.lab_environment(env) == env  # idempotent
     page = json.loads((lab.LAB_CONFIG / "labconfig" / "page_config.json").read_text())
-    assert page["disabledExtensions"] == {"@jupyter/nbgrader": True}
+    assert page["disabledExtensions"] == {"@jupyter/nbgrader": True,             # menus, panels, Validate
+                                          "@jupyterlab/apputils-extension:announcements": True}  # news pop-up
     server = json.loads((lab.LAB_CONFIG / "jupyter_server_config.json").read_text())
     assert set(server["ServerApp"]["jpserver_extensions"].values()) == {False}
 
