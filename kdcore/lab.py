@@ -9,8 +9,8 @@ What it adds to a bare ``jupyter lab``:
   so Jupyter never starts a text-mode browser in the terminal;
 * once the server answers, one line with the URL to open (token included);
 * instructor tooling (nbgrader's menus, panels and its *Validate* button, whose "passes all the tests" is
-  wrong for this course) is switched off for the learner: ``kdcore/lab_config`` comes first on
-  ``$JUPYTER_CONFIG_PATH``.
+  wrong for this course) and JupyterLab's news pop-up (the course is offline) are switched off for the
+  learner: ``kdcore/lab_config`` comes first on ``$JUPYTER_CONFIG_PATH``.
 
 Every other option goes to Jupyter unchanged (``make lab JUPYTER_ARGS="--port=9000 --ip=0.0.0.0"``); an
 option given there wins over the defaults above (``--browser``/``--no-browser`` included).
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = lab_environment(os.environ)
     is_root_user = hasattr(os, "geteuid") and os.geteuid() == 0
     cmd = lab_command(args, root=root, is_root_user=is_root_user, browser=can_open_browser(env))
-    print("Starting JupyterLab:", " ".join(cmd[1:]), flush=True)
+    print("Starting JupyterLab: jupyter lab", " ".join(cmd[3:]), flush=True)
     child = subprocess.Popen(cmd, cwd=root, env=env)
 
     def forward(signum: int, _frame: object) -> None:

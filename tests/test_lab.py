@@ -61,9 +61,18 @@ def test_the_course_configuration_comes_first_and_switches_nbgrader_off():
     assert env["JUPYTER_CONFIG_PATH"].split(os.pathsep) == [str(lab.LAB_CONFIG), "/mine"]
     assert lab.lab_environment(env) == env  # idempotent
     page = json.loads((lab.LAB_CONFIG / "labconfig" / "page_config.json").read_text())
-    assert page["disabledExtensions"] == {"@jupyter/nbgrader": True}
+    assert page["disabledExtensions"] == {"@jupyter/nbgrader": True,             # menus, panels, Validate
+                                          "@jupyterlab/apputils-extension:announcements": True}  # news pop-up
     server = json.loads((lab.LAB_CONFIG / "jupyter_server_config.json").read_text())
     assert set(server["ServerApp"]["jpserver_extensions"].values()) == {False}
+
+
+def test_doctor_names_a_missing_home_page(monkeypatch):
+    from kdcore import doctor
+
+    monkeypatch.setattr(lab, "HOME_PAGE", "notebooks/00_missing.ipynb")
+    with pytest.raises(RuntimeError, match=r"00_missing.ipynb is missing: run `make notebooks`"):
+        doctor.check_lab()
 
 
 # --- the real server ---------------------------------------------------------------------------------------
