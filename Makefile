@@ -42,9 +42,9 @@ doctor: setup
 
 # System packages for CI (Debian, as root): Chromium for the real-browser test (tests/test_browser.py skips
 # without it). Playwright's own browser download is not used: the test drives this Chromium.
-ci-deps:
+ci-deps:             ## system packages the tests use: bubblewrap (grader sandbox), chromium (browser test); needs root
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap chromium </dev/null
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
