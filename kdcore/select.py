@@ -39,9 +39,11 @@ The facts behind the rules:
   at the price of retraining with labels (Jacob et al. 2018; Krishnamoorthi, arXiv:1806.08342, 2018);
 * unstructured (magnitude) pruning removes 9-13× of the weights of AlexNet/VGG-16 with retraining (Han et al.,
   NeurIPS 2015), but the zeros are still multiplied by dense kernels: no speed-up without sparse kernels
-  (this repository's MEASURED.md: 90 %-sparse CNN 0.99× latency on CPU);
+  (measured side by side in benchmarks/bench_latency.py and notebook 07: a 90 %-sparse CNN runs at dense
+  speed on a CPU);
 * structured pruning removes whole channels/neurons, so the smaller dense layers are faster on any hardware
-  (Li et al., ICLR 2017; MEASURED.md: 50 % of channels → 2.49× at batch 256);
+  (Li et al., ICLR 2017; benchmarks/bench_latency.py and notebook 07: 50 % of the channels removed is about
+  2.5× faster at batch 256);
 * distillation trains a different, smaller network from a teacher's soft targets, so any architecture and
   reduction factor is possible, and it needs no labels (Hinton et al., 2015);
 * MCUs and mobile NPUs run integer models (many NPUs accept only quantized ones), so there quantization is
@@ -191,7 +193,8 @@ RULES: list[Rule] = [
          "structured_pruning",
          "dense kernels: removing whole channels/neurons gives smaller dense layers that are really faster; "
          "unstructured zeros would still be multiplied (no speed-up)",
-         "Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017; MEASURED.md (2.49x vs 0.99x)"),
+         "Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017; benchmarks/bench_latency.py and notebook 07 "
+         "(50 % of channels removed vs 90 % unstructured, timed side by side)"),
     Rule("no_labels_teacher",
          lambda s: not s.labelled_data and s.teacher_available and _trains(s),
          "distillation",

@@ -196,6 +196,20 @@ def _code_fingerprint() -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
+def _code_digest(fn: Callable) -> str:
+    """Hash of a function's compiled code (nested functions included), so an edited ``train`` misses the cache."""
+    import types
+
+    def walk(code: types.CodeType) -> bytes:
+        consts = b"".join(walk(c) if isinstance(c, types.CodeType) else repr(c).encode() for c in code.co_consts)
+        return code.co_code + consts + repr(code.co_names).encode()
+
+    code = getattr(fn, "__code__", None)
+    if code is None:                                   # a callable object or a partial: its type and repr
+        return hashlib.sha256(f"{type(fn).__qualname__}:{fn!r}".encode()).hexdigest()[:16]
+    return hashlib.sha256(walk(code)).hexdigest()[:16]
+
+
 def model_cache_enabled() -> bool:
     """False when the environment variable ``KDCORE_MODEL_CACHE`` is 0/false/no/off (then every call trains)."""
     return os.environ.get("KDCORE_MODEL_CACHE", "1").lower() not in {"0", "false", "no", "off"}
@@ -207,9 +221,10 @@ def cached_model(name: str, recipe: Mapping, make: Callable[[], nn.Module],
 
     The file is ``<cache_dir>/models/<name>-<key>.pt`` (see :func:`kdcore.data.cache_dir`; never inside the
     repository), where ``key`` hashes ``recipe`` (everything the training depends on that the code does not
-    fix: data, steps, learning rate, seed...), the untrained model's ``repr`` (its architecture), the torch
-    version and the source of kdcore's training, loss, model, pruning and data modules, so a changed recipe
-    or library never loads a stale model. ``recipe`` must be JSON-serialisable. Writes are atomic; a corrupt
+    fix: data, steps, learning rate, seed...), the untrained model's ``repr`` (its architecture), the compiled
+    code of ``train``, the torch version and the source of kdcore's training, loss, model, pruning and data
+    modules, so a changed recipe, training function or library never loads a stale model. Values ``train``
+    reads from outside (data, a teacher) are not seen: name them in ``recipe``. ``recipe`` must be JSON-serialisable. Writes are atomic; a corrupt
     file is retrained. ``KDCORE_MODEL_CACHE=0`` disables the cache. Returns the model in eval mode.
     """
     if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
@@ -223,7 +238,7 @@ def cached_model(name: str, recipe: Mapping, make: Callable[[], nn.Module],
         raise TypeError(f"make() must return an nn.Module, got {type(model).__name__}")
     try:
         blob = json.dumps({"recipe": recipe, "model": repr(model), "torch": torch.__version__,
-                           "code": _code_fingerprint()}, sort_keys=True)
+                           "code": _code_fingerprint(), "train": _code_digest(train)}, sort_keys=True)
     except TypeError as err:
         raise TypeError(f"recipe must be JSON-serialisable: {err}") from None
     use_cache = model_cache_enabled()

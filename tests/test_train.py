@@ -118,6 +118,15 @@ def test_cached_model_trains_once_per_recipe_and_never_loads_a_stale_model(tmp_p
     train.cached_model("toy", {"lr": 0.2}, make, train_)                          # new recipe: trains
     train.cached_model("toy", {"lr": 0.1}, lambda: kd.models.MLP((4, 5, 2)), train_)   # new architecture: trains
     assert len(calls) == 3
+
+    def train_edited(model):                  # same recipe, edited training code: trains again
+        calls.append(1)
+        with torch.no_grad():
+            model.layers[0].weight.fill_(-1.0)
+
+    train.cached_model("toy", {"lr": 0.1}, make, train_edited)
+    assert len(calls) == 4
+    calls.pop()
     files[0].write_bytes(b"not a checkpoint")                                        # corrupt: retrains
     c = train.cached_model("toy", {"lr": 0.1}, make, train_)
     assert len(calls) == 4 and c.layers[0].weight.detach()[0, 0].item() == 4.0
