@@ -1,4 +1,10 @@
-"""kdcore.quantize against torch.ao.quantization observers, NumPy closed forms and scikit-learn's KMeans."""
+"""kdcore.quantize against NumPy closed forms of PyTorch's observer formulas, scikit-learn's KMeans, and, when
+PyTorch still ships it, torch.ao.quantization's observers themselves.
+
+torch 2.13 marks ``torch.ao.quantization`` as deprecated (to be replaced by torchao). The tests do not depend
+on it: ``reference_qparams`` computes MinMaxObserver's scale and zero point in NumPy float32 from the formulas
+of its documentation and source, and the cross-check against the observers runs only while they exist.
+"""
 import warnings
 
 import numpy as np
@@ -8,7 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.cluster import KMeans
 from torch import nn
-from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver
+
+try:   # optional cross-check only: deprecated in torch 2.13
+    from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver
+except ImportError:  # pragma: no cover - depends on the torch build
+    MinMaxObserver = PerChannelMinMaxObserver = None
+needs_torch_ao = pytest.mark.skipif(MinMaxObserver is None, reason="torch.ao.quantization is not in this torch")
 
 from kdcore.quantize import (dequantize, fake_quantize_model, kmeans_share, quantize_affine,
                              quantize_per_channel, separable_params)
@@ -20,6 +31,27 @@ EPS = torch.finfo(torch.float32).eps
 def random_tensor(seed, n, scale, shift):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, generator=g) * scale + shift
+
+
+def reference_qparams(x, symmetric, per_channel=False, axis=0):
+    """MinMaxObserver's (PerChannelMinMaxObserver's) scale and zero point for quint8 affine / qint8 symmetric,
+    in NumPy float32: range widened to contain 0; affine scale = (max − min) / 255, zero point =
+    clamp(0 − round(min / scale), 0, 255); symmetric scale = max(−min, max) / 127.5, zero point 0; scale ≥ eps."""
+    a = x.detach().numpy().astype(np.float32)
+    if per_channel:
+        a = np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1)
+        lo, hi = a.min(axis=1), a.max(axis=1)
+    else:
+        lo, hi = np.float32(a.min()), np.float32(a.max())
+    lo, hi = np.minimum(lo, np.float32(0)), np.maximum(hi, np.float32(0))
+    eps = np.float32(EPS)
+    if symmetric:
+        scale = np.maximum(np.maximum(-lo, hi) / np.float32(127.5), eps)
+        zero_point = np.zeros_like(scale, dtype=np.int64)
+    else:
+        scale = np.maximum((hi - lo) / np.float32(255.0), eps)
+        zero_point = np.clip(0 - np.round(lo / scale).astype(np.int64), 0, 255)
+    return torch.as_tensor(scale, dtype=torch.float32), torch.as_tensor(zero_point, dtype=torch.int64)
 
 
 def observer_qparams(x, symmetric, per_channel=False, axis=0):
@@ -45,11 +77,11 @@ tensors = dict(seed=st.integers(0, 10_000), n=st.integers(1, 200), scale=st.floa
 
 @FAST
 @given(symmetric=st.booleans(), **tensors)
-def test_bits8_matches_minmax_observer_and_closed_form(symmetric, seed, n, scale, shift):
+def test_bits8_matches_the_observer_formulas_and_closed_form(symmetric, seed, n, scale, shift):
     x = random_tensor(seed, n, scale, shift)
     q, s, z = quantize_affine(x, bits=8, symmetric=symmetric)
-    obs_scale, obs_zp = observer_qparams(x, symmetric)
-    assert s == obs_scale.item() and z == obs_zp.item()
+    ref_scale, ref_zp = reference_qparams(x, symmetric)
+    assert s == ref_scale.item() and z == ref_zp.item()
     assert isinstance(s, float) and isinstance(z, int)
     assert q.dtype == torch.int32 and q.shape == x.shape
     qmin, qmax = (-128, 127) if symmetric else (0, 255)
@@ -81,8 +113,8 @@ def test_round_half_to_even():
 def test_all_zero_tensor_gets_eps_scale():
     for symmetric in (False, True):
         q, s, z = quantize_affine(torch.zeros(5), symmetric=symmetric)
-        obs_scale, obs_zp = observer_qparams(torch.zeros(5), symmetric)
-        assert s == EPS == obs_scale.item() and z == 0 == obs_zp.item()
+        ref_scale, ref_zp = reference_qparams(torch.zeros(5), symmetric)
+        assert s == EPS == ref_scale.item() and z == 0 == ref_zp.item()
         assert torch.equal(q, torch.zeros(5, dtype=torch.int32))
         assert torch.equal(dequantize(q, s, z), torch.zeros(5))
 
@@ -95,8 +127,8 @@ def test_zero_point_clamping_at_the_ends():
     for bits in (4, 8):
         q, s, z = quantize_affine(torch.tensor([-2.0, -3.0, -5.0]), bits=bits)
         assert z == 2 ** bits - 1 and q.max() <= z
-    assert quantize_affine(torch.tensor([-2.0, -5.0]))[2] == observer_qparams(torch.tensor([-2.0, -5.0]),
-                                                                                False)[1].item()
+    assert quantize_affine(torch.tensor([-2.0, -5.0]))[2] == reference_qparams(torch.tensor([-2.0, -5.0]),
+                                                                                 False)[1].item()
 
 
 def test_quantize_does_not_mutate_and_validates():
@@ -126,14 +158,14 @@ def test_quantize_does_not_mutate_and_validates():
 @FAST
 @given(symmetric=st.booleans(), seed=st.integers(0, 10_000), out=st.integers(1, 8), inner=st.integers(1, 20),
        axis=st.integers(0, 1))
-def test_per_channel_matches_observer(symmetric, seed, out, inner, axis):
+def test_per_channel_matches_the_observer_formulas(symmetric, seed, out, inner, axis):
     g = torch.Generator().manual_seed(seed)
     # channels with very different ranges, as in real layers
     w = torch.randn(out, inner, generator=g) * torch.logspace(-3, 1, out).unsqueeze(1)
     if axis == 1:
         w = w.t().contiguous()
     q, s, z = quantize_per_channel(w, bits=8, axis=axis, symmetric=symmetric)
-    obs_scale, obs_zp = observer_qparams(w, symmetric, per_channel=True, axis=axis)
+    obs_scale, obs_zp = reference_qparams(w, symmetric, per_channel=True, axis=axis)
     assert torch.equal(s.flatten(), obs_scale) and torch.equal(z.flatten(), obs_zp)
     assert q.dtype == torch.int32 and q.shape == w.shape
     keep = [1, 1]
@@ -277,3 +309,20 @@ def _quiet_deprecations():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         yield
+
+
+# ------------------------------------------------------------------ optional cross-check against torch.ao
+@needs_torch_ao
+@FAST
+@given(symmetric=st.booleans(), per_channel=st.booleans(), seed=st.integers(0, 10_000), out=st.integers(1, 6),
+       inner=st.integers(1, 30), zero=st.booleans())
+def test_reference_formulas_equal_torch_ao_observers(symmetric, per_channel, seed, out, inner, zero):
+    """While PyTorch ships torch.ao.quantization, its observers give exactly the NumPy reference above."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(out, inner) if zero else torch.randn(out, inner, generator=g) * torch.logspace(-3, 1, out)[:, None]
+    with warnings.catch_warnings():      # torch 2.13: the observers are deprecated, not wrong
+        warnings.simplefilter("ignore")
+        obs_scale, obs_zp = observer_qparams(x, symmetric, per_channel=per_channel)
+    ref_scale, ref_zp = reference_qparams(x, symmetric, per_channel=per_channel)
+    assert torch.equal(obs_scale.reshape(ref_scale.shape), ref_scale)
+    assert torch.equal(obs_zp.reshape(ref_zp.shape).long(), ref_zp)
