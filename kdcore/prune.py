@@ -414,8 +414,10 @@ def gradual_prune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s_final: f
 
     Training runs ``epochs`` epochs of Adam on cross-entropy with :func:`masked_sgd_step`; during the first
     ``prune_fraction`` of the steps, ``events`` pruning events raise the global sparsity along
-    :func:`sparsity_schedule` (cubic) from 0 to ``s_final``; each event recomputes the masks from the current
-    weights, so a weight pruned earlier may come back. Returns how many weights grew back in total.
+    :func:`sparsity_schedule` (cubic) from 0 to ``s_final``; each event recomputes global magnitude masks from
+    the current weights. Returns how many weights grew back between events: a pruned weight is held at exactly
+    0, so it is among the smallest at the next (higher-sparsity) event and the count is 0 barring ties at 0;
+    notebook 06 prints it to show that gradual magnitude pruning is not "dynamic" pruning.
     """
     _fraction("s_final", s_final)
     v.integer("epochs", epochs, minimum=1)

@@ -187,12 +187,26 @@ def distill(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Te
 
 
 # --------------------------------------------------------------------------------------------- cache
+def _code_only(source: str) -> str:
+    """A module's syntax tree without its docstrings (comments never reach the tree), as text."""
+    import ast
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 @functools.lru_cache(maxsize=1)
 def _code_fingerprint() -> str:
-    """Hash of the library code a trained model depends on (training loops, losses, models, data)."""
+    """Hash of the library code a trained model depends on (training loops, losses, models, pruning, data):
+    editing documentation keeps the cache, any change to the code itself invalidates it."""
     from . import data, distill, models, prune
 
-    parts = [inspect.getsource(m) for m in (sys.modules[__name__], data, distill, models, prune)]
+    parts = [_code_only(inspect.getsource(m)) for m in (sys.modules[__name__], data, distill, models, prune)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
@@ -222,10 +236,11 @@ def cached_model(name: str, recipe: Mapping, make: Callable[[], nn.Module],
     The file is ``<cache_dir>/models/<name>-<key>.pt`` (see :func:`kdcore.data.cache_dir`; never inside the
     repository), where ``key`` hashes ``recipe`` (everything the training depends on that the code does not
     fix: data, steps, learning rate, seed...), the untrained model's ``repr`` (its architecture), the compiled
-    code of ``train``, the torch version and the source of kdcore's training, loss, model, pruning and data
-    modules, so a changed recipe, training function or library never loads a stale model. Values ``train``
-    reads from outside (data, a teacher) are not seen: name them in ``recipe``. ``recipe`` must be JSON-serialisable. Writes are atomic; a corrupt
-    file is retrained. ``KDCORE_MODEL_CACHE=0`` disables the cache. Returns the model in eval mode.
+    code of ``train``, the torch version and the code (docstrings aside) of kdcore's training, loss, model,
+    pruning and data modules, so a changed recipe, training function or library never loads a stale model.
+    Values ``train`` reads from outside (data, a teacher) are not seen: name them in ``recipe``, which must be
+    JSON-serialisable. Writes are atomic; a corrupt file is retrained. ``KDCORE_MODEL_CACHE=0`` disables the
+    cache. Returns the model in eval mode.
     """
     if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
         raise ValueError(f"name must be a non-empty file-name-safe string, got {name!r}")

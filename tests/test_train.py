@@ -139,6 +139,12 @@ def test_cached_model_trains_once_per_recipe_and_never_loads_a_stale_model(tmp_p
         train.cached_model("toy", {"x": object()}, make, train_)
 
 
+def test_cache_key_ignores_documentation_but_not_code():
+    base = 'def f(x):\n    """Doc."""\n    return x + 1  # comment\n'
+    assert train._code_only(base) == train._code_only(base.replace("Doc.", "Other doc.").replace("comment", "c"))
+    assert train._code_only(base) != train._code_only(base.replace("x + 1", "x + 2"))
+
+
 def test_accuracy_is_evaluate_on_the_test_split():
     split = kd.data.load_digits()
     model = kd.models.MLP((64, 10))
