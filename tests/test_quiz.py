@@ -244,10 +244,11 @@ def _pruned_count() -> float:
 
 
 def _observer_qparams() -> tuple[float, int]:
-    obs = torch.ao.quantization.MinMaxObserver(dtype=torch.quint8, qscheme=torch.per_tensor_affine)
-    obs(torch.tensor([-1.0, 3.0]))
-    scale, zp = obs.calculate_qparams()
-    return float(scale), int(zp)
+    # MinMaxObserver's quint8 conventions as kdcore.quantize implements them; tests/test_quantize.py holds the
+    # library to the observer's formulas (and to torch.ao's deprecated observers while torch ships them)
+    from kdcore.quantize import quantize_affine
+    _, scale, zero_point = quantize_affine(torch.tensor([-1.0, 3.0]), bits=8, symmetric=False)
+    return scale, zero_point
 
 
 def _csr_break_even() -> float:
