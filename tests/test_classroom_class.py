@@ -33,7 +33,7 @@ from classroom_notebooks import (CORRECT, CORRECT_ALTERNATIVES, EXERCISE_IDS, UN
                                  expected_score, function_source, notebook, secret_of, unsolved_code, with_body)
 from kdcore.classroom import sandbox
 
-TIMEOUT = 15  # seconds per submission
+TIMEOUT = 20  # seconds per submission
 MARKER = f"kdcorefixture{os.getpid()}x{int(time.time())}"
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -13,6 +13,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -26,11 +27,13 @@ NOTEBOOK = "01_soft_labels.ipynb"
 
 
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    start = time.perf_counter()
     # nbgrader runs the `alembic` command and kernels named "python3": the environment's bin/ goes first
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     run = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, capture_output=True, text=True,
                          timeout=600, env=env)
     assert run.returncode == 0, f"nbgrader {' '.join(args)}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    print(f"nbgrader {args[0]}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return run
 
 

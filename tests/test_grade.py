@@ -398,3 +398,44 @@ def test_class_report(tmp_path):
     assert html.count("data:image/png;base64,") == 1
     report.class_report(rows, columns, tmp_path / "r.md")
     assert "| 2 | `softmax_t` |" in (tmp_path / "r.md").read_text()
+
+
+def test_inside_the_sandbox(tmp_path):
+    """What a process in the grader's sandbox sees and may do (the zygote replaced by a shell)."""
+    found = sandbox.probe()
+    if not found.available:
+        message = f"isolation test skipped: no usable bubblewrap sandbox ({found.reason}); {sandbox.install_hint()}"
+        print(message, file=sys.stderr)
+        pytest.skip(message)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    neighbour = tmp_path / "other-student.ipynb"
+    neighbour.write_text("{}")
+    package = Path(kdcore.__file__).parent
+    command = sandbox.Bubblewrap(found, [neighbour]).command(scratch)
+    script = f"""
+        grep CapEff /proc/self/status
+        echo first-pid: $(ls /proc | grep '^[0-9]' | sort -n | head -1)
+        test -d /proc/{os.getpid()} && echo grader-visible
+        echo interfaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ')
+        touch {package}/x 2>/dev/null && echo package-writable
+        touch /usr/x 2>/dev/null && echo usr-writable
+        mkdir /x 2>/dev/null && echo root-writable
+        mount -o remount,rw /usr 2>/dev/null && echo remounted
+        test -e {neighbour} && echo neighbour-visible
+        test -e {tmp_path} && echo tmp-visible
+        touch /grading/ok && echo scratch-writable
+        unshare --user true 2>/dev/null && echo nested-userns
+        echo home: $HOME
+    """
+    run = subprocess.run([*command[:command.index("--")], "--", "/bin/sh", "-c", script], capture_output=True,
+                         text=True, timeout=60)
+    lines = run.stdout.split("\n")
+    assert "CapEff:\t0000000000000000" in lines, run.stdout + run.stderr
+    assert "first-pid: 1" in lines  # a PID namespace of its own
+    assert "interfaces: lo" in lines  # no network but the loopback
+    for forbidden in ("grader-visible", "package-writable", "usr-writable", "root-writable", "remounted", "neighbour-visible",
+                      "tmp-visible", "nested-userns"):
+        assert forbidden not in lines, forbidden
+    assert "scratch-writable" in lines and (scratch / "ok").exists()
+    assert "home: /tmp" in lines

@@ -145,6 +145,12 @@ def main() -> int:
     import torch  # noqa: F401  (the point of this process)
 
     from . import catalogue, reference_use, worker  # noqa: F401
+    try:  # most notebooks import pyplot: once here, not per submission (inside a sandbox, whose /tmp is emptied
+        import matplotlib  # after each submission, it would also rebuild its font cache every time)
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+    except ImportError:
+        pass
     channel.send({protocol.MSG_READY: os.getpid()})
     while True:
         message = channel.receive()
