@@ -37,7 +37,7 @@ TEACHER_PATH = Path(__file__).with_name("checkpoints") / "teacher.safetensors"
 TEACHER_RECIPE: dict = {
     "config": TEACHER_CONFIG.to_dict(),
     "corpus": {"name": CORPUS_RECIPE["name"], "version": CORPUS_RECIPE["version"]},
-    "steps": 3000, "batch_size": 16, "context": 128,
+    "steps": 2500, "batch_size": 16, "context": 128,
     "lr": 3e-3, "min_lr": 3e-4, "warmup": 200, "weight_decay": 0.1, "betas": [0.9, 0.95],
     "grad_clip": 1.0, "seed": 0,
 }
