@@ -146,37 +146,43 @@ def _inverse_hessian_factor(H: torch.Tensor, damp: float) -> tuple[torch.Tensor,
 
 def _sparsegpt(w: torch.Tensor, H: torch.Tensor, sparsity: float, blocksize: int, damp: float,
                nm: tuple[int, int] | None) -> torch.Tensor:
-    """Shared core of the unstructured and N:M versions (inputs already validated)."""
+    """Shared core of the unstructured and N:M versions (inputs already validated).
+
+    Works on the transpose ``Wt = W^T [in, out]``: the algorithm walks over W's columns, and in ``Wt`` each is a
+    contiguous row (about 2x faster on CPU than strided columns; the arithmetic is the same).
+    """
     rows, cols = w.shape
     U, dead = _inverse_hessian_factor(H, damp)
-    W = w.detach().to(torch.float64).clone()
-    W[:, dead] = 0.0
+    Wt = w.detach().to(torch.float64).T.clone()            # [in, out]
+    Wt[dead] = 0.0
     d = torch.diagonal(U)                                  # [in]
+    d_list = d.tolist()
     for i1 in range(0, cols, blocksize):                   # lazy batches of `blocksize` columns
         i2 = min(i1 + blocksize, cols)
-        W1 = W[:, i1:i2].clone()                           # [out, B], updated in place below
+        block = Wt[i1:i2]                                  # [B, out] view, updated in place
         U1 = U[i1:i2, i1:i2]                               # [B, B]
-        err = torch.zeros_like(W1)                         # [out, B]: (w - q) / U_jj of each column
+        err = torch.empty_like(block)                      # [B, out]: (w - q) / U_jj of each column
         if nm is None:
-            # adaptive mask selection: OBS saliency w^2 / U_jj^2 of the block's *current* (already
-            # updated) weights, the lowest round(sparsity * out * B) of the whole block pruned
-            score = (W1 ** 2 / d[i1:i2] ** 2).reshape(1, -1)
-            mask1 = _prune_lowest_per_row(score, round(sparsity * W1.numel())).reshape(W1.shape)
+            # adaptive mask selection: OBS saliency w^2 / U_jj^2 of the block's *current* (already updated)
+            # weights; the lowest round(sparsity * out * B) of the whole block pruned, flat order of W's block
+            score = (block / d[i1:i2, None]) ** 2          # [B, out]
+            keep = _prune_lowest_per_row(score.T.reshape(1, -1), round(sparsity * score.numel()))
+            pruned = ~keep.reshape(rows, i2 - i1).T        # [B, out]
         else:
-            mask1 = torch.ones_like(W1, dtype=torch.bool)
+            pruned = torch.zeros_like(block, dtype=torch.bool)
+        drop = pruned.to(block.dtype)                      # 1.0 where pruned
         for i in range(i2 - i1):
             if nm is not None and i % nm[1] == 0:          # N:M: choose this group's mask when reaching it
                 n, m = nm
-                score = W1[:, i:i + m] ** 2 / d[i1 + i:i1 + i + m] ** 2
-                mask1[:, i:i + m] = _prune_lowest_per_row(score, m - n)
-            q = torch.where(mask1[:, i], W1[:, i], 0.0)    # [out]
-            err[:, i] = (W1[:, i] - q) / U1[i, i]
-            # OBS update of the columns still to come in this block (columns <= i are final)
-            W1[:, i:] -= err[:, i:i + 1] @ U1[i:i + 1, i:]
-            W1[:, i] = q
-        W[:, i1:i2] = W1
-        W[:, i2:] -= err @ U[i1:i2, i2:]                   # the block's accumulated update, once
-    return W.to(w.dtype)
+                score = (block[i:i + m] / d[i1 + i:i1 + i + m, None]) ** 2      # [m, out]
+                pruned[i:i + m] = ~_prune_lowest_per_row(score.T, m - n).T
+                drop[i:i + m] = pruned[i:i + m].to(block.dtype)
+            err[i] = block[i] * drop[i] / d_list[i1 + i]   # (w - q) / U_ii, q = 0 where pruned else w
+            # OBS update of this column and the ones after it in the block: column i becomes q
+            block[i:].addr_(U1[i, i:], err[i], alpha=-1.0)
+        block.masked_fill_(pruned, 0.0)                    # exact zeros (the update leaves ~1e-17)
+        Wt[i2:] -= U[i1:i2, i2:].T @ err                   # the block's accumulated update, once
+    return Wt.T.to(w.dtype).contiguous()
 
 
 def _check_sparsegpt(w, H, blocksize, damp) -> tuple[int, float]:
