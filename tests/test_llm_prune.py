@@ -270,3 +270,174 @@ def test_bad_input_names_the_argument():
         with pytest.raises((ValueError, TypeError), match=message.replace("[", r"\[").replace("(", r"\(")
                            .replace(")", r"\)")):
             call()
+
+
+# ------------------------------------------------------------------ a whole GPT
+
+def _tiny_gpt(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides):
+    from kdcore.llm.gpt import GPT, GPTConfig
+    config = dict(vocab_size=11, block_size=16, n_layer=2, n_head=3, n_embd=12)
+    config.update(overrides)
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(**config)).to(dtype).eval()
+    with torch.no_grad():  # trained-looking weights: larger than the 0.02-std initialisation, uneven
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    return model
+
+
+def _windows(seed: int, batch: int = 3, length: int = 9, vocab: int = 11) -> torch.Tensor:
+    return torch.randint(0, vocab, (batch, length + 1), generator=_gen(seed))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_head_importance_is_the_absolute_gate_derivative_by_finite_differences(seed):
+    import torch.nn.functional as F
+    model = _tiny_gpt(seed, torch.float64)
+    batch = _windows(seed)
+    state = {k: t.clone() for k, t in model.state_dict().items()}
+    got = LP.head_importance(model, batch)
+
+    def loss(gate: torch.Tensor) -> float:
+        with torch.no_grad():
+            logits = model(batch[:, :-1], head_mask=gate)
+        return F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten()).item()
+
+    eps = 1e-6
+    expected = torch.zeros(2, 3, dtype=torch.float64)
+    for layer in range(2):
+        for head in range(3):
+            up, down = torch.ones(2, 3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64)
+            up[layer, head] += eps
+            down[layer, head] -= eps
+            expected[layer, head] = abs(loss(up) - loss(down)) / (2 * eps)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-8)
+    assert got.shape == (2, 3) and (got >= 0).all()
+    assert all(p.grad is None for p in model.parameters())          # parameters untouched
+    assert all(torch.equal(t, state[k]) for k, t in model.state_dict().items())
+    assert not model.training
+
+
+def test_head_importance_ranks_a_disabled_head_last():
+    model = _tiny_gpt(1)
+    with torch.no_grad():  # head 1 of block 0 writes nothing into the residual stream
+        hd = 12 // 3
+        model.h[0].attn.c_proj.weight[:, hd:2 * hd] = 0
+    imp = LP.head_importance(model, _windows(1))
+    assert imp[0, 1] == 0 and (imp[0, [0, 2]] > 0).all()
+
+
+MODEL_SETTINGS = settings(max_examples=12, deadline=None)
+
+
+@MODEL_SETTINGS
+@given(seed=st.integers(0, 10**6), bits=st.lists(st.booleans(), min_size=6, max_size=6))
+def test_remove_heads_equals_gating_them_and_shrinks_the_model(seed, bits):
+    model = _tiny_gpt(seed % 7)
+    keep = [torch.tensor(bits[:3]), torch.tensor(bits[3:])]
+    gate = torch.stack(keep).float()
+    x = _windows(seed)[:, :-1]
+    slim = LP.remove_heads(model, keep)
+    with torch.no_grad():
+        torch.testing.assert_close(slim(x), model(x, head_mask=gate), rtol=1e-5, atol=1e-5)
+    removed = 6 - sum(bits)
+    C, hd = 12, 4
+    per_head = 3 * hd * C + 3 * hd + C * hd   # q, k, v rows (+ bias) and c_proj columns
+    assert sum(p.numel() for p in slim.parameters()) == sum(p.numel() for p in model.parameters()) - removed * per_head
+    assert [b.attn.n_head for b in slim.h] == [sum(bits[:3]), sum(bits[3:])]
+    assert all(type(b.attn).__name__ == "CausalSelfAttention" for b in model.h)  # the original is untouched
+
+
+@MODEL_SETTINGS
+@given(seed=st.integers(0, 10**6), fraction=st.floats(0.0, 1.0))
+def test_remove_neurons_equals_zeroing_their_activations(seed, fraction):
+    model = _tiny_gpt(seed % 5)
+    g = _gen(seed)
+    keep = [torch.rand(48, generator=g) >= fraction for _ in range(2)]
+    x = _windows(seed)[:, :-1]
+    slim = LP.remove_neurons(model, keep)
+
+    def zero(mask):
+        return lambda module, args: (args[0] * mask,)
+    handles = [b.mlp.c_proj.register_forward_pre_hook(zero(k.float())) for b, k in zip(model.h, keep)]
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(slim(x), model(x), rtol=1e-5, atol=1e-5)
+    finally:
+        for h in handles:
+            h.remove()
+    assert [b.mlp.c_fc.out_features for b in slim.h] == [int(k.sum()) for k in keep]
+    assert [b.mlp.c_fc.out_features for b in model.h] == [48, 48]
+
+
+@pytest.mark.parametrize("keep", [[True, False, True, False, False, True], [False] * 6])
+def test_remove_heads_keeps_kv_cache_generation_exact(keep):
+    model = _tiny_gpt(4)
+    slim = LP.remove_heads(model, [torch.tensor(keep[:3]), torch.tensor(keep[3:])])
+    x = _windows(4)[:, :4]
+    assert torch.equal(slim.generate(x, 6, temperature=0), slim.generate(x, 6, temperature=0, use_cache=False))
+
+
+def test_keep_top_per_layer_and_global():
+    scores = torch.tensor([[1.0, 5.0, 3.0], [10.0, 20.0, 30.0]])
+    layer = LP.keep_top(scores, 1 / 3, "layer")
+    assert [k.tolist() for k in layer] == [[False, True, True], [False, True, True]]
+    # global after per-layer L2 normalisation: row 0 -> [.17, .85, .51], row 1 -> [.27, .53, .80]
+    glob = LP.keep_top(scores, 0.5, "global")
+    assert [k.tolist() for k in glob] == [[False, True, False], [False, True, True]]
+
+
+def test_prune_gpt_prunes_exactly_and_leaves_the_model_alone():
+    model = _tiny_gpt(2)
+    state = {k: t.clone() for k, t in model.state_dict().items()}
+    calibration = [_windows(s, batch=4, length=16)[:, :-1] for s in range(2)]
+    for method in LP.METHODS:
+        pruned = LP.prune_gpt(model, method, calibration, sparsity=0.5)
+        assert LP.linear_sparsity(pruned) == 0.5
+        for name in LP.BLOCK_LINEARS:
+            w = pruned.h[1].get_submodule(name).weight
+            assert int((w == 0).sum()) == w.numel() // 2
+        nm = LP.prune_gpt(model, method, calibration, nm=(2, 4))
+        w = nm.h[0].mlp.c_fc.weight
+        assert ((w == 0).reshape(w.shape[0], -1, 4).sum(-1) == 2).all()
+    assert all(torch.equal(t, state[k]) for k, t in model.state_dict().items())
+    only = LP.prune_gpt(model, "wanda", calibration, sparsity=0.5, blocks=[1])
+    assert torch.equal(only.h[0].mlp.c_fc.weight, model.h[0].mlp.c_fc.weight)
+    assert LP.linear_sparsity(only) == 0.25
+
+
+def test_prune_gpt_calibrates_each_block_on_the_outputs_of_the_pruned_blocks_before_it():
+    from kdcore.llm.eval import collect_inputs
+    model = _tiny_gpt(3)
+    calibration = [_windows(s, batch=4, length=16)[:, :-1] for s in range(2)]
+    both = LP.prune_gpt(model, "wanda", calibration, sparsity=0.5)
+    first = LP.prune_gpt(model, "wanda", calibration, sparsity=0.5, blocks=[0])
+    x = collect_inputs(first, ["h.1.mlp.c_fc"], calibration)["h.1.mlp.c_fc"]
+    w = model.h[1].mlp.c_fc.weight
+    assert torch.equal(both.h[1].mlp.c_fc.weight, w * LP.wanda_mask(w, x.norm(dim=0), 0.5))
+    x_dense = collect_inputs(model, ["h.1.mlp.c_fc"], calibration)["h.1.mlp.c_fc"]
+    assert not torch.equal(LP.wanda_mask(w, x.norm(dim=0), 0.5), LP.wanda_mask(w, x_dense.norm(dim=0), 0.5))
+
+
+def test_model_level_bad_input_names_the_argument():
+    model = _tiny_gpt(0)
+    cal = [_windows(0)[:, :-1]]
+    cases = [
+        (lambda: LP.prune_gpt(model, "random", cal), "method must be one of"),
+        (lambda: LP.prune_gpt(model, "wanda", None), "calibration must be a non-empty list"),
+        (lambda: LP.prune_gpt(model, "wanda", cal, sparsity=[0.5]), "sparsity must be one value or one per block"),
+        (lambda: LP.prune_gpt(model, "wanda", cal, nm=(2, 5)), "m must divide the input dimension"),
+        (lambda: LP.prune_gpt(model, "wanda", cal, blocks=[2]), "blocks[i] must be in [0, 1]"),
+        (lambda: LP.prune_gpt(torch.nn.Linear(2, 2), "wanda", cal), "model must be a kdcore.llm.gpt.GPT"),
+        (lambda: LP.head_importance(model, _windows(0)[:, :1]), "batch must be windows [B, T + 1]"),
+        (lambda: LP.head_importance(model, _windows(0).float()), "batch must hold int64 token ids"),
+        (lambda: LP.head_importance(model, _windows(0) + 20), "batch must hold token ids in [0, 10]"),
+        (lambda: LP.remove_heads(model, [torch.ones(3, dtype=torch.bool)]), "keep must be a list of one bool"),
+        (lambda: LP.remove_heads(model, [torch.ones(4, dtype=torch.bool)] * 2), "keep[0] must be a bool tensor of length 3"),
+        (lambda: LP.remove_neurons(model, [torch.ones(48)] * 2), "keep[0] must be a bool tensor of length 48"),
+        (lambda: LP.keep_top([torch.ones(3)], 1.5), "fraction must be in [0, 1]"),
+    ]
+    for call, message in cases:
+        with pytest.raises((ValueError, TypeError), match=message.replace("[", r"\[").replace("(", r"\(")
+                           .replace(")", r"\)").replace("+", r"\+")):
+            call()

@@ -11,17 +11,30 @@ One Linear at a time, from calibration statistics of its input ``X`` ``[tokens, 
   weights updated with the inverse Hessian ``H = 2 X^T X / tokens`` so that ``W X`` changes as little as
   possible.
 
+Then a whole GPT: ``prune_gpt`` applies one of them block by block (calibration inputs taken through the blocks
+already pruned), and the structured side: ``head_importance`` (Michel et al., 2019, NeurIPS, "Are Sixteen Heads
+Really Better than One?"), ``remove_heads`` / ``remove_neurons`` building a physically smaller model.
+
 Mask convention as in ``kdcore.prune``: a bool tensor of the weight's shape, ``True`` = keep. Weights are
 ``[out_features, in_features]`` as in ``nn.Linear``; every comparison group lies along the input dimension
 of one output row (Wanda, N:M) or within a block of input columns (SparseGPT), never across layers.
 """
 from __future__ import annotations
 
+import copy
+import warnings
+
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from .. import _validate as v
+from ..prune import _new_linear
+from ..prune import magnitude_mask as _magnitude_mask
+from .gpt import GPT, CausalSelfAttention, KVCache
 
-__all__ = ["wanda_mask", "nm_mask", "sparsegpt_prune", "sparsegpt_prune_nm"]
+__all__ = ["wanda_mask", "nm_mask", "sparsegpt_prune", "sparsegpt_prune_nm", "prune_gpt", "linear_sparsity",
+           "head_importance", "HeadSubsetAttention", "remove_heads", "neuron_scores", "remove_neurons", "keep_top"]
 
 
 def _weight(w: torch.Tensor) -> torch.Tensor:
@@ -239,3 +252,284 @@ def sparsegpt_prune_nm(w: torch.Tensor, H: torch.Tensor, n: int = 2, m: int = 4,
         raise ValueError(f"blocksize must be a multiple of m = {m} (an N:M group may not straddle two "
                          f"blocks), got {blocksize}")
     return _sparsegpt(w, H, 0.0, blocksize, damp, (n, m))
+
+
+# --------------------------------------------------------------------------------------------------
+# A whole GPT, block by block (the one-shot recipe of SparseGPT and Wanda)
+# --------------------------------------------------------------------------------------------------
+
+METHODS = ("magnitude", "wanda", "sparsegpt")
+BLOCK_LINEARS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # in forward order
+
+
+def _check_gpt(model: object) -> nn.Module:
+    if not isinstance(model, GPT):
+        raise TypeError(f"model must be a kdcore.llm.gpt.GPT, got {type(model).__name__}")
+    return model
+
+
+def _embed(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    """The residual stream entering block 0, ``[B, T, C]`` (as ``GPT.forward`` computes it)."""
+    pos = torch.arange(idx.shape[1], device=idx.device)
+    return model.drop(model.wte(idx) + model.wpe(pos))
+
+
+def _per_block(name: str, value, n_layer: int) -> list:
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * n_layer
+    if len(values) != n_layer:
+        raise ValueError(f"{name} must be one value or one per block ({n_layer}), got {len(values)}")
+    return values
+
+
+def _prune_linear(layer: nn.Linear, method: str, x: torch.Tensor | None, sparsity: float,
+                  nm: tuple[int, int] | None, blocksize: int, damp: float) -> None:
+    """Prune ``layer.weight`` in place from its calibration inputs ``x [tokens, in]``."""
+    w = layer.weight.detach()
+    if method == "sparsegpt":
+        H = 2 * x.double().T @ x.double() / x.shape[0]                     # [in, in]
+        new = (sparsegpt_prune_nm(w, H, *nm, blocksize=blocksize, damp=damp) if nm
+               else sparsegpt_prune(w, H, sparsity, blocksize=blocksize, damp=damp))
+    else:
+        score = w.abs() if method == "magnitude" else w.abs() * x.norm(dim=0)  # Wanda: |W_ij| * ||X_j||
+        if nm:
+            keep = nm_mask(score, *nm)
+        elif method == "magnitude":
+            keep = _magnitude_mask(w, sparsity)                               # one threshold per matrix
+        else:
+            keep = wanda_mask(w, x.norm(dim=0), sparsity)                     # per output row
+        new = w * keep
+    layer.weight.data.copy_(new)
+
+
+@torch.no_grad()
+def prune_gpt(model: nn.Module, method: str, calibration: list[torch.Tensor] | None = None,
+              sparsity: float | list[float] = 0.5, nm: tuple[int, int] | None = None,
+              blocks: list[int] | None = None, blocksize: int = 128, damp: float = 0.01) -> nn.Module:
+    """One-shot pruning of a GPT's block Linears; returns a pruned copy (``model`` is not modified).
+
+    Args:
+        model: a :class:`kdcore.llm.gpt.GPT`; its embeddings and output head stay dense.
+        method: ``"magnitude"`` (smallest ``|W|`` of each matrix), ``"wanda"`` (:func:`wanda_mask`, per row) or
+            ``"sparsegpt"`` (:func:`sparsegpt_prune`).
+        calibration: token batches ``[B, T]`` (e.g. ``kdcore.llm.eval.calib_batches``); needed by Wanda and
+            SparseGPT.
+        sparsity: fraction in [0, 1) of each Linear, or one per block (non-uniform sparsity).
+        nm: ``(n, m)`` for N:M sparsity instead of ``sparsity`` (Wanda N:M ranks ``|W| * ||X||`` in each group).
+        blocks: indices of the blocks to prune (default: all), e.g. ``[2]`` to measure one block's sensitivity.
+
+    Blocks are pruned in order, as the papers do: the calibration batches are run to block ``i`` through the
+    blocks *already pruned*, so each layer's statistics are those of the inputs it will see after pruning.
+    The four Linears of one block are pruned from one pass (inputs recorded with forward hooks).
+    """
+    from .eval import collect_inputs
+    _check_gpt(model)
+    v.one_of("method", method, METHODS)
+    n_layer = len(model.h)
+    if method != "magnitude" and not calibration:
+        raise ValueError(f"calibration must be a non-empty list of token batches for method={method!r}")
+    sparsities = [_sparsity(s) for s in _per_block("sparsity", sparsity, n_layer)]
+    if nm is not None:
+        if not (isinstance(nm, tuple) and len(nm) == 2):
+            raise TypeError(f"nm must be a tuple (n, m) or None, got {nm!r}")
+        _check_nm(nm[0], nm[1], model.config.n_embd)
+    chosen = list(range(n_layer)) if blocks is None else [v.integer("blocks[i]", b, minimum=0, maximum=n_layer - 1)
+                                                          for b in blocks]
+    pruned = copy.deepcopy(model).eval()
+    hidden = None if method == "magnitude" else [_embed(pruned, batch) for batch in calibration]  # [B, T, C] each
+    for i, block in enumerate(pruned.h):
+        if i in chosen:
+            inputs = {} if hidden is None else collect_inputs(block, BLOCK_LINEARS, hidden)  # {name: [tokens, in]}
+            for name in BLOCK_LINEARS:
+                _prune_linear(block.get_submodule(name), method, inputs.get(name), sparsities[i], nm, blocksize, damp)
+        if hidden is not None and i + 1 < n_layer:
+            hidden = [block(h) for h in hidden]   # the next block sees this block's pruned outputs
+    return pruned
+
+
+def linear_sparsity(model: nn.Module) -> float:
+    """Fraction of zero weights over the blocks' Linears (embeddings and head excluded)."""
+    _check_gpt(model)
+    weights = [block.get_submodule(n).weight for block in model.h for n in BLOCK_LINEARS]
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+# --------------------------------------------------------------------------------------------------
+# Structured: attention heads and MLP neurons
+# --------------------------------------------------------------------------------------------------
+
+def _check_windows(batch: object, vocab_size: int) -> torch.Tensor:
+    v.tensor("batch", batch, ndim=2)
+    if batch.dtype != torch.long:
+        raise TypeError(f"batch must hold int64 token ids, got dtype {batch.dtype}")
+    if batch.shape[1] < 2:
+        raise ValueError(f"batch must be windows [B, T + 1] with T >= 1 (inputs batch[:, :-1], targets "
+                         f"batch[:, 1:]), got shape {tuple(batch.shape)}")
+    if batch.numel() and not (0 <= int(batch.min()) and int(batch.max()) < vocab_size):
+        raise ValueError(f"batch must hold token ids in [0, {vocab_size - 1}], got values in "
+                         f"[{int(batch.min())}, {int(batch.max())}]")
+    return batch
+
+
+def head_importance(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Importance of every attention head, Michel, Levy & Neubig (2019, NeurIPS), eq. 4 on one batch.
+
+    Args:
+        model: a :class:`kdcore.llm.gpt.GPT` (its ``head_mask`` multiplies each head's output by a gate).
+        batch: token windows ``[B, T + 1]`` (int64): inputs ``batch[:, :-1]``, next-token targets ``batch[:, 1:]``.
+
+    Returns:
+        ``[n_layer, n_head]`` float32: ``|dL/d xi_h|`` at ``xi = 1`` (all gates open), where ``L`` is the mean
+        next-token cross-entropy over the ``B * T`` positions and ``xi_h`` the gate of head ``h``. By a
+        first-order Taylor expansion it estimates how much the loss changes when the head is removed
+        (``xi_h = 0``). The model runs in eval mode (no dropout); its parameters and their ``.grad`` are left
+        unchanged. The paper averages ``|dL/d xi_h|`` over the data; summing this over several batches does
+        that (as Hugging Face's bertology example does), and the paper then normalises each layer's scores
+        by their L2 norm before ranking heads globally.
+    """
+    _check_gpt(model)
+    cfg = model.config
+    _check_windows(batch, cfg.vocab_size)
+    if any(isinstance(b.attn, HeadSubsetAttention) for b in model.h):
+        raise ValueError("model has heads removed already; head_importance needs the original attention layers")
+    gate = torch.ones(cfg.n_layer, cfg.n_head, requires_grad=True)         # xi, one gate per head
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            logits = model(batch[:, :-1], head_mask=gate)                      # [B, T, V]
+            loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+            (grad,) = torch.autograd.grad(loss, gate)                          # parameters' .grad untouched
+    finally:
+        model.train(was_training)
+    return grad.abs()
+
+
+class HeadSubsetAttention(CausalSelfAttention):
+    """Causal self-attention with ``n_head`` heads of width ``head_dim`` (``n_head * head_dim`` may be less
+    than ``n_embd``): what remains of a :class:`~kdcore.llm.gpt.CausalSelfAttention` after heads are removed.
+
+    ``c_attn`` ``[3 * n_head * head_dim, n_embd]`` (q, k, v of the kept heads), ``c_proj`` ``[n_embd,
+    n_head * head_dim]``. Same forward (KV cache included); with no head left the output is ``c_proj``'s bias.
+    """
+
+    def __init__(self, c_attn: nn.Linear, c_proj: nn.Linear, n_head: int, head_dim: int, dropout: float) -> None:
+        nn.Module.__init__(self)
+        self.n_head, self.head_dim, self.dropout = n_head, head_dim, dropout
+        self.c_attn, self.c_proj = c_attn, c_proj
+
+    def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None = None,
+                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, _ = x.shape
+        h, hd = self.n_head, self.head_dim
+        # [B, T, 3*h*hd] -> q, k, v each [B, h, T, hd] (also for h = 0, where split() would fail)
+        q, k, v_ = self.c_attn(x).view(B, T, 3, h, hd).permute(2, 0, 3, 1, 4).unbind(0)
+        past = 0
+        if cache is not None:
+            past = cache.layer_length(layer)
+            k, v_ = cache.update(layer, k, v_)                     # [B, h, past + T, hd]
+        drop = self.dropout if self.training else 0.0
+        if h == 0:
+            y = q                                                  # [B, 0, T, hd]: nothing to attend with
+        elif past == 0:
+            y = F.scaled_dot_product_attention(q, k, v_, dropout_p=drop, is_causal=True)
+        else:
+            allowed = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v_, attn_mask=allowed, dropout_p=drop)
+        if head_mask is not None:
+            y = y * head_mask.view(1, h, 1, 1).to(y.dtype)
+        y = y.transpose(1, 2).reshape(B, T, h * hd)                # [B, T, h*hd]
+        return F.dropout(self.c_proj(y), drop, self.training)
+
+
+def _keep_list(name: str, keep: object, sizes: list[int]) -> list[torch.Tensor]:
+    if not isinstance(keep, (list, tuple)) or len(keep) != len(sizes):
+        raise ValueError(f"{name} must be a list of one bool tensor per block ({len(sizes)}), got "
+                         f"{type(keep).__name__}" + (f" of length {len(keep)}" if isinstance(keep, (list, tuple)) else ""))
+    out = []
+    for i, (k, size) in enumerate(zip(keep, sizes)):
+        v.tensor(f"{name}[{i}]", k, ndim=1)
+        if k.dtype != torch.bool or k.numel() != size:
+            raise ValueError(f"{name}[{i}] must be a bool tensor of length {size} (True = keep), got dtype "
+                             f"{k.dtype} and length {k.numel()}")
+        out.append(k)
+    return out
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """An ``nn.Linear`` holding copies of ``weight`` and ``bias``; zero-size (everything removed) is allowed."""
+    with warnings.catch_warnings():  # torch warns that initialising a zero-element weight is a no-op
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+        return _new_linear(weight, bias)
+
+
+def remove_heads(model: nn.Module, keep: list[torch.Tensor]) -> nn.Module:
+    """A physically smaller copy of ``model`` without the attention heads where ``keep[i]`` is False.
+
+    ``keep[i]``: bool ``[n_head_i]`` for block ``i`` (True = keep). For a removed head, its rows of q, k and v in
+    ``c_attn`` (weight and bias) and its columns of ``c_proj`` are dropped; the result computes exactly what
+    the original computes with those heads' gates at 0 (``head_mask``). ``model`` is not modified; its
+    ``config`` is copied unchanged (the pruned model has no single ``n_head``; pass no ``head_mask``).
+    """
+    _check_gpt(model)
+    sizes = [b.attn.n_head for b in model.h]
+    keep = _keep_list("keep", keep, sizes)
+    slim = copy.deepcopy(model)
+    for block, k in zip(slim.h, keep):
+        attn = block.attn
+        C = attn.c_attn.in_features
+        h, hd = attn.n_head, attn.c_attn.out_features // (3 * attn.n_head)
+        idx = torch.arange(h * hd).view(h, hd)[k].flatten()                 # kept channels within q (or k, v)
+        rows = torch.cat([idx, idx + h * hd, idx + 2 * h * hd])               # the same channels of q, k and v
+        bias = attn.c_attn.bias
+        c_attn = _linear(attn.c_attn.weight.detach()[rows], None if bias is None else bias.detach()[rows])
+        c_proj = _linear(attn.c_proj.weight.detach()[:, idx],
+                         None if attn.c_proj.bias is None else attn.c_proj.bias.detach())
+        assert c_attn.in_features == C
+        block.attn = HeadSubsetAttention(c_attn, c_proj, int(k.sum()), hd, attn.dropout)
+    return slim
+
+
+def neuron_scores(model: nn.Module, calibration: list[torch.Tensor]) -> list[torch.Tensor]:
+    """A structured Wanda score for every MLP neuron: ``||a_j||_2 * ||W_proj[:, j]||_2``.
+
+    ``a_j`` is neuron ``j``'s activation (the input of ``mlp.c_proj``) over all calibration tokens of the dense
+    model, and ``W_proj[:, j]`` the column that writes it into the residual stream: the size of what the neuron
+    contributes. Returns one ``[hidden]`` tensor per block.
+    """
+    from .eval import collect_inputs
+    _check_gpt(model)
+    names = [f"h.{i}.mlp.c_proj" for i in range(len(model.h))]
+    acts = collect_inputs(model, names, calibration)                          # {name: [tokens, hidden]}
+    return [acts[n].norm(dim=0) * model.get_submodule(n).weight.detach().norm(dim=0) for n in names]
+
+
+def remove_neurons(model: nn.Module, keep: list[torch.Tensor]) -> nn.Module:
+    """A physically smaller copy of ``model`` without the MLP neurons where ``keep[i]`` is False.
+
+    ``keep[i]``: bool ``[hidden_i]`` for block ``i``: the rows of ``mlp.c_fc`` (and bias entries) and the columns of
+    ``mlp.c_proj`` that are kept. Equals the original with those neurons' activations set to 0.
+    """
+    _check_gpt(model)
+    sizes = [b.mlp.c_fc.out_features for b in model.h]
+    keep = _keep_list("keep", keep, sizes)
+    slim = copy.deepcopy(model)
+    for block, k in zip(slim.h, keep):
+        fc, proj = block.mlp.c_fc, block.mlp.c_proj
+        block.mlp.c_fc = _linear(fc.weight.detach()[k], None if fc.bias is None else fc.bias.detach()[k])
+        block.mlp.c_proj = _linear(proj.weight.detach()[:, k], None if proj.bias is None else proj.bias.detach())
+    return slim
+
+
+def keep_top(scores: list[torch.Tensor] | torch.Tensor, fraction: float, scope: str = "layer") -> list[torch.Tensor]:
+    """Keep-masks removing the ``round(fraction * count)`` lowest scores, per block (``scope="layer"``) or over
+    all blocks together (``"global"``, scores of each block first divided by their L2 norm, as Michel et al.
+    do). ``scores``: one 1-D tensor per block (or a 2-D tensor, one row per block). Ties: lower index first."""
+    rows = [s.detach().float().flatten() for s in scores]
+    fraction = v.in_unit_interval("fraction", fraction)
+    v.one_of("scope", scope, ("layer", "global"))
+    if scope == "layer":
+        return [_prune_lowest_per_row(s[None], round(fraction * s.numel()))[0] for s in rows]
+    normed = [s / s.norm().clamp_min(torch.finfo(s.dtype).tiny) for s in rows]
+    flat = torch.cat(normed)
+    keep = _prune_lowest_per_row(flat[None], round(fraction * flat.numel()))[0]
+    return list(keep.split([s.numel() for s in rows]))
