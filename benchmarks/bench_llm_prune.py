@@ -59,9 +59,19 @@ def random_layers(seed: int = 0, tokens: int = 2048) -> list[tuple[str, torch.Te
     return layers
 
 
-def teacher_layers() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    from kdcore.llm import prune_model as PM
-    return PM.benchmark_layers()
+def teacher_layers(n_calib: int = 128) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(name, w, x_calibration, x_heldout) for the 16 block Linears of the shipped teacher: inputs of the dense
+    teacher on ``n_calib`` calibration windows of 128 characters, and on 64 validation windows (held out)."""
+    from kdcore.llm.corpus import load_corpus
+    from kdcore.llm.eval import calib_batches, collect_inputs, val_windows
+    from kdcore.llm.gpt import block_linear_names
+    from kdcore.llm.train import load_teacher
+
+    model, corpus = load_teacher(), load_corpus()
+    names = block_linear_names(model)
+    x_cal = collect_inputs(model, names, calib_batches(corpus, n=n_calib))
+    x_held = collect_inputs(model, names, list(val_windows(corpus, n=64)[:, :-1].split(64)))
+    return [(name, model.get_submodule(name).weight.detach(), x_cal[name], x_held[name]) for name in names]
 
 
 def main() -> None:
