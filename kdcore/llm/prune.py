@@ -78,7 +78,7 @@ def wanda_mask(w: torch.Tensor, x_norm: torch.Tensor, sparsity: float) -> torch.
         comparison group); among equal scores the lower column index is pruned first.
     """
     _weight(w)
-    v.tensor("x_norm", x_norm, ndim=1, floating=True)
+    v.tensor("x_norm", x_norm, ndim=1)
     v.finite("x_norm", x_norm)
     if x_norm.numel() != w.shape[1]:
         raise ValueError(f"x_norm must have one entry per input feature of w (length {w.shape[1]}), "
@@ -86,7 +86,7 @@ def wanda_mask(w: torch.Tensor, x_norm: torch.Tensor, sparsity: float) -> torch.
     if x_norm.numel() and x_norm.min() < 0:
         raise ValueError("x_norm must be non-negative (an L2 norm per input feature), got a negative entry")
     sparsity = _sparsity(sparsity)
-    score = w.detach().abs() * x_norm.detach().to(w.dtype)  # [out, in]: x_norm broadcast along each row
+    score = w.abs() * x_norm.to(w.dtype)  # [out, in]: x_norm broadcast along each row (a bool mask: no autograd)
     return _prune_lowest_per_row(score, round(sparsity * w.shape[1]))
 
 
@@ -119,7 +119,7 @@ def nm_mask(w: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     """
     _weight(w)
     n, m = _check_nm(n, m, w.shape[1])
-    groups = w.detach().abs().reshape(w.shape[0], -1, m)          # [out, in/m, m]
+    groups = w.abs().reshape(w.shape[0], -1, m)                   # [out, in/m, m]
     mask = _prune_lowest_per_row(groups.reshape(-1, m), m - n)   # one row per group
     return mask.reshape(w.shape)
 
