@@ -157,45 +157,30 @@ def _inverse_hessian_factor(H: torch.Tensor, damp: float) -> tuple[torch.Tensor,
     return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True), dead
 
 
-def _sparsegpt(w: torch.Tensor, H: torch.Tensor, sparsity: float, blocksize: int, damp: float,
-               nm: tuple[int, int] | None) -> torch.Tensor:
-    """Shared core of the unstructured and N:M versions (inputs already validated).
+def _sweep_block(block: torch.Tensor, U1: torch.Tensor, pruned: torch.Tensor,
+                 nm: tuple[int, int] | None = None) -> torch.Tensor:
+    """Process one block's columns left to right, in place; returns their errors ``[B, out]``.
 
-    Works on the transpose ``Wt = W^T [in, out]``: the algorithm walks over W's columns, and in ``Wt`` each is a
-    contiguous row (about 2x faster on CPU than strided columns; the arithmetic is the same).
+    ``block`` is ``W[:, i1:i2]`` transposed, ``[B, out]`` (each of W's columns a contiguous row, about 2x faster
+    on CPU than strided columns; same arithmetic); ``U1`` the block's ``[B, B]`` part of the Cholesky factor;
+    ``pruned`` ``[B, out]`` the block's mask (True = prune), or all False with ``nm = (n, m)``: then each group of
+    ``m`` columns gets its mask when the sweep reaches it, the ``m - n`` lowest ``w^2 / U_jj^2`` of each row.
     """
-    rows, cols = w.shape
-    U, dead = _inverse_hessian_factor(H, damp)
-    Wt = w.detach().to(torch.float64).T.clone()            # [in, out]
-    Wt[dead] = 0.0
-    d = torch.diagonal(U)                                  # [in]
+    d = torch.diagonal(U1)                                 # [B]
     d_list = d.tolist()
-    for i1 in range(0, cols, blocksize):                   # lazy batches of `blocksize` columns
-        i2 = min(i1 + blocksize, cols)
-        block = Wt[i1:i2]                                  # [B, out] view, updated in place
-        U1 = U[i1:i2, i1:i2]                               # [B, B]
-        err = torch.empty_like(block)                      # [B, out]: (w - q) / U_jj of each column
-        if nm is None:
-            # adaptive mask selection: OBS saliency w^2 / U_jj^2 of the block's *current* (already updated)
-            # weights; the lowest round(sparsity * out * B) of the whole block pruned, flat order of W's block
-            score = (block / d[i1:i2, None]) ** 2          # [B, out]
-            keep = _prune_lowest_per_row(score.T.reshape(1, -1), round(sparsity * score.numel()))
-            pruned = ~keep.reshape(rows, i2 - i1).T        # [B, out]
-        else:
-            pruned = torch.zeros_like(block, dtype=torch.bool)
-        drop = pruned.to(block.dtype)                      # 1.0 where pruned
-        for i in range(i2 - i1):
-            if nm is not None and i % nm[1] == 0:          # N:M: choose this group's mask when reaching it
-                n, m = nm
-                score = (block[i:i + m] / d[i1 + i:i1 + i + m, None]) ** 2      # [m, out]
-                pruned[i:i + m] = ~_prune_lowest_per_row(score.T, m - n).T
-                drop[i:i + m] = pruned[i:i + m].to(block.dtype)
-            err[i] = block[i] * drop[i] / d_list[i1 + i]   # (w - q) / U_ii, q = 0 where pruned else w
-            # OBS update of this column and the ones after it in the block: column i becomes q
-            block[i:].addr_(U1[i, i:], err[i], alpha=-1.0)
-        block.masked_fill_(pruned, 0.0)                    # exact zeros (the update leaves ~1e-17)
-        Wt[i2:] -= U[i1:i2, i2:].T @ err                   # the block's accumulated update, once
-    return Wt.T.to(w.dtype).contiguous()
+    drop = pruned.to(block.dtype)                          # 1.0 where pruned
+    err = torch.empty_like(block)                          # [B, out]: (w - q) / U_jj of each column
+    for i in range(block.shape[0]):
+        if nm is not None and i % nm[1] == 0:              # N:M: this group's mask from its current weights
+            n, m = nm
+            score = (block[i:i + m] / d[i:i + m, None]) ** 2                    # [m, out]
+            pruned[i:i + m] = ~_prune_lowest_per_row(score.T, m - n).T
+            drop[i:i + m] = pruned[i:i + m].to(block.dtype)
+        err[i] = block[i] * drop[i] / d_list[i]            # (w - q) / U_ii, q = 0 where pruned else w
+        # OBS update of this column and the ones after it in the block: column i becomes q
+        block[i:].addr_(U1[i, i:], err[i], alpha=-1.0)
+    block.masked_fill_(pruned, 0.0)                        # exact zeros (the update leaves ~1e-17)
+    return err
 
 
 def _check_sparsegpt(w, H, blocksize, damp) -> tuple[int, float]:
@@ -234,7 +219,22 @@ def sparsegpt_prune(w: torch.Tensor, H: torch.Tensor, sparsity: float, blocksize
     """
     blocksize, damp = _check_sparsegpt(w, H, blocksize, damp)
     sparsity = _sparsity(sparsity)
-    return _sparsegpt(w, H, sparsity, blocksize, damp, None)
+    rows, cols = w.shape
+    U, dead = _inverse_hessian_factor(H, damp)             # [in, in] upper, H^-1 = U^T U
+    Wt = w.detach().to(torch.float64).T.clone()            # [in, out]: W's columns as contiguous rows
+    Wt[dead] = 0.0
+    d = torch.diagonal(U)                                  # [in]
+    for i1 in range(0, cols, blocksize):                   # lazy batches of `blocksize` columns
+        i2 = min(i1 + blocksize, cols)
+        block = Wt[i1:i2]                                  # [B, out] view, updated in place
+        # adaptive mask selection: OBS saliency w^2 / U_jj^2 of the block's *current* (already updated) weights;
+        # the lowest round(sparsity * out * B) of the whole block pruned (ties: flat order of W's block)
+        score = (block / d[i1:i2, None]) ** 2              # [B, out]
+        keep = _prune_lowest_per_row(score.T.reshape(1, -1), round(sparsity * score.numel()))
+        pruned = ~keep.reshape(rows, i2 - i1).T            # [B, out]
+        err = _sweep_block(block, U[i1:i2, i1:i2], pruned)
+        Wt[i2:] -= U[i1:i2, i2:].T @ err                   # the block's accumulated update, once
+    return Wt.T.to(w.dtype).contiguous()
 
 
 def sparsegpt_prune_nm(w: torch.Tensor, H: torch.Tensor, n: int = 2, m: int = 4, blocksize: int = 128,
@@ -251,7 +251,15 @@ def sparsegpt_prune_nm(w: torch.Tensor, H: torch.Tensor, n: int = 2, m: int = 4,
     if blocksize % m:
         raise ValueError(f"blocksize must be a multiple of m = {m} (an N:M group may not straddle two "
                          f"blocks), got {blocksize}")
-    return _sparsegpt(w, H, 0.0, blocksize, damp, (n, m))
+    U, dead = _inverse_hessian_factor(H, damp)
+    Wt = w.detach().to(torch.float64).T.clone()            # [in, out]
+    Wt[dead] = 0.0
+    for i1 in range(0, w.shape[1], blocksize):
+        i2 = min(i1 + blocksize, w.shape[1])
+        block = Wt[i1:i2]                                  # [B, out] view
+        err = _sweep_block(block, U[i1:i2, i1:i2], torch.zeros_like(block, dtype=torch.bool), (n, m))
+        Wt[i2:] -= U[i1:i2, i2:].T @ err
+    return Wt.T.to(w.dtype).contiguous()
 
 
 # --------------------------------------------------------------------------------------------------
