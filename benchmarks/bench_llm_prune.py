@@ -9,7 +9,7 @@ Methods are timed in interleaved rounds (every method once per round, median ove
 
     .venv/bin/python benchmarks/bench_llm_prune.py [--layers teacher|random] [--rounds 5]
 
-``teacher``: the 16 block Linears of the course's tiny GPT (``kdcore.llm``), inputs collected with forward hooks
+``teacher``: the 24 block Linears of the course's tiny GPT (``kdcore.llm``), inputs collected with forward hooks
 on the dense teacher from the calibration split (no sequential re-collection: every layer sees dense inputs).
 ``random``: the same shapes with correlated random inputs (no model needed).
 """
@@ -47,8 +47,8 @@ BASELINE = {"50%": "magnitude 50%", "2:4": "magnitude 2:4"}
 def random_layers(seed: int = 0, tokens: int = 2048) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(name, w, x_calibration, x_heldout) for the teacher's Linear shapes, correlated random inputs."""
     g = torch.Generator().manual_seed(seed)
-    d = 160
-    shapes = {"attn.qkv": (3 * d, d), "attn.proj": (d, d), "mlp.fc": (4 * d, d), "mlp.proj": (d, 4 * d)}
+    d = 128
+    shapes = {"attn.c_attn": (3 * d, d), "attn.c_proj": (d, d), "mlp.c_fc": (4 * d, d), "mlp.c_proj": (d, 4 * d)}
     layers = []
     for name, (out, inp) in shapes.items():
         mix = torch.randn(inp, inp, generator=g) / inp ** 0.5
@@ -60,7 +60,7 @@ def random_layers(seed: int = 0, tokens: int = 2048) -> list[tuple[str, torch.Te
 
 
 def teacher_layers(n_calib: int = 128) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(name, w, x_calibration, x_heldout) for the 16 block Linears of the shipped teacher: inputs of the dense
+    """(name, w, x_calibration, x_heldout) for the 24 block Linears of the shipped teacher: inputs of the dense
     teacher on ``n_calib`` calibration windows of 128 characters, and on 64 validation windows (held out)."""
     from kdcore.llm.corpus import load_corpus
     from kdcore.llm.eval import calib_batches, collect_inputs, val_windows

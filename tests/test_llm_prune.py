@@ -428,6 +428,7 @@ def test_model_level_bad_input_names_the_argument():
         (lambda: LP.prune_gpt(model, "wanda", cal, sparsity=[0.5]), "sparsity must be one value or one per block"),
         (lambda: LP.prune_gpt(model, "wanda", cal, nm=(2, 5)), "m must divide the input dimension"),
         (lambda: LP.prune_gpt(model, "wanda", cal, blocks=[2]), "blocks[i] must be in [0, 1]"),
+        (lambda: LP.prune_gpt(model, "wanda", cal, blocks=[]), "blocks must name at least one block"),
         (lambda: LP.prune_gpt(torch.nn.Linear(2, 2), "wanda", cal), "model must be a kdcore.llm.gpt.GPT"),
         (lambda: LP.head_importance(model, _windows(0)[:, :1]), "batch must be windows [B, T + 1]"),
         (lambda: LP.head_importance(model, _windows(0).float()), "batch must hold int64 token ids"),

@@ -294,7 +294,7 @@ def _prune_linear(layer: nn.Linear, method: str, x: torch.Tensor | None, sparsit
     """Prune ``layer.weight`` in place from its calibration inputs ``x [tokens, in]``."""
     w = layer.weight.detach()
     if method == "sparsegpt":
-        H = 2 * x.double().T @ x.double() / x.shape[0]                     # [in, in]
+        H = (2 * x.T @ x / x.shape[0]).double()    # [in, in]; float32 products (4x faster), sums of 1e4 terms
         new = (sparsegpt_prune_nm(w, H, *nm, blocksize=blocksize, damp=damp) if nm
                else sparsegpt_prune(w, H, sparsity, blocksize=blocksize, damp=damp))
     else:
@@ -342,6 +342,8 @@ def prune_gpt(model: nn.Module, method: str, calibration: list[torch.Tensor] | N
         _check_nm(nm[0], nm[1], model.config.n_embd)
     chosen = list(range(n_layer)) if blocks is None else [v.integer("blocks[i]", b, minimum=0, maximum=n_layer - 1)
                                                           for b in blocks]
+    if not chosen:
+        raise ValueError("blocks must name at least one block (or be None for all)")
     pruned = copy.deepcopy(model).eval()
     hidden = None if method == "magnitude" else [_embed(pruned, batch) for batch in calibration]  # [B, T, C] each
     for i, block in enumerate(pruned.h):
@@ -349,7 +351,9 @@ def prune_gpt(model: nn.Module, method: str, calibration: list[torch.Tensor] | N
             inputs = {} if hidden is None else collect_inputs(block, BLOCK_LINEARS, hidden)  # {name: [tokens, in]}
             for name in BLOCK_LINEARS:
                 _prune_linear(block.get_submodule(name), method, inputs.get(name), sparsities[i], nm, blocksize, damp)
-        if hidden is not None and i + 1 < n_layer:
+        if i >= max(chosen):
+            break                                 # nothing left to prune: the later blocks stay as they are
+        if hidden is not None:
             hidden = [block(h) for h in hidden]   # the next block sees this block's pruned outputs
     return pruned
 
