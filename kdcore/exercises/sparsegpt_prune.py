@@ -127,43 +127,39 @@ EQUIVALENT_MUTANTS = {
 
 
 # ----------------------------------------------------------------------------------------------------------
-# an honest solution (float32, as the paper's code): the wrong variants are edits of it
+# an honest solution (float32): the wrong variants are edits of it
 # ----------------------------------------------------------------------------------------------------------
 def _honest(w, H, sparsity, blocksize=128, damp=0.01):
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
     if H.shape != (w.shape[1], w.shape[1]):
         raise ValueError(f"H must be [{w.shape[1]}, {w.shape[1]}], got {list(H.shape)}")
-    W = w.clone().float()
-    H = H.clone().float()
+    W = w.clone().float()                                          # [out, in]
+    H = H.clone().float()                                          # [in, in]
     dead = torch.diag(H) == 0
     H[dead, dead] = 1
     W[:, dead] = 0
     H += damp * torch.diag(H).mean() * torch.eye(H.shape[0])
-    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
-    rows, cols = W.shape
-    for i1 in range(0, cols, blocksize):
-        i2 = min(i1 + blocksize, cols)
-        W1 = W[:, i1:i2].clone()
-        Q1 = torch.zeros_like(W1)
-        Err1 = torch.zeros_like(W1)
-        Hinv1 = Hinv[i1:i2, i1:i2]
-        score = W1 ** 2 / torch.diag(Hinv1).reshape(1, -1) ** 2
-        k = round(sparsity * score.numel())
-        prune = torch.zeros(score.numel(), dtype=torch.bool)
-        prune[torch.argsort(score.flatten(), stable=True)[:k]] = True
-        prune = prune.view(score.shape)
-        for i in range(i2 - i1):
-            w_col = W1[:, i]
-            d = Hinv1[i, i]
-            q = w_col.clone()
-            q[prune[:, i]] = 0
-            Q1[:, i] = q
-            err = (w_col - q) / d
-            W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
-            Err1[:, i] = err
-        W[:, i1:i2] = Q1
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)   # H⁻¹ = UᵀU
+    n_in = W.shape[1]
+    for start in range(0, n_in, blocksize):
+        end = min(start + blocksize, n_in)
+        cols = W[:, start:end].clone()                             # the block, updated column by column
+        done = torch.zeros_like(cols)                              # final values of the block's columns
+        errs = torch.zeros_like(cols)                              # (w - q) / U_jj, column by column
+        Ub = U[start:end, start:end]
+        saliency = cols ** 2 / torch.diag(Ub).reshape(1, -1) ** 2
+        k = round(sparsity * saliency.numel())
+        prune = torch.zeros(saliency.numel(), dtype=torch.bool)
+        prune[torch.argsort(saliency.flatten(), stable=True)[:k]] = True
+        prune = prune.view(saliency.shape)
+        for j in range(end - start):
+            q = torch.where(prune[:, j], 0.0, cols[:, j])
+            done[:, j] = q
+            errs[:, j] = (cols[:, j] - q) / Ub[j, j]
+            cols[:, j:] -= torch.outer(errs[:, j], Ub[j, j:])
+        W[:, start:end] = done
+        W[:, end:] -= errs @ U[start:end, end:]
     return W.to(w.dtype)
 
 
@@ -195,25 +191,23 @@ def mask_only(w, H, sparsity, blocksize=128, damp=0.01):
 
 wrong("block update of the later columns forgotten",
       hint="lazy batch updates: after a block, apply its accumulated error to all later columns, "
-           "W[:, i2:] -= Err1 @ U[i1:i2, i2:]; without it the later blocks never see the correction"
-      ).edit(_honest, "        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]\n", "")
+           "W[:, end:] -= errs @ U[start:end, end:]; without it the later blocks never see the correction"
+      ).edit(_honest, "        W[:, end:] -= errs @ U[start:end, end:]\n", "")
 
 wrong("mask by |w| only", hint="SparseGPT chooses the mask by the OBS saliency w²/U_jj² (U: Cholesky factor of "
                                 "H⁻¹), not by |w|: weights on well-determined inputs are cheap to remove"
-      ).edit(_honest, "score = W1 ** 2 / torch.diag(Hinv1).reshape(1, -1) ** 2", "score = W1.abs()")
+      ).edit(_honest, "saliency = cols ** 2 / torch.diag(Ub).reshape(1, -1) ** 2", "saliency = cols.abs()")
 
 wrong("one mask from the original weights",
       hint="adaptive mask selection: choose each block's mask when the block starts, from the weights as already "
            "updated by the earlier blocks, not once for the whole matrix from the original weights"
-      ).edit(_honest, """        score = W1 ** 2 / torch.diag(Hinv1).reshape(1, -1) ** 2
-        k = round(sparsity * score.numel())""", """        score = w.float()[:, i1:i2] ** 2 / torch.diag(Hinv1).reshape(1, -1) ** 2
-        k = round(sparsity * score.numel())""")
+      ).edit(_honest, "cols ** 2 / torch.diag(Ub)", "w.float()[:, start:end] ** 2 / torch.diag(Ub)")
 
 wrong("full inverse instead of its Cholesky factor",
       hint="use the upper Cholesky factor U of H⁻¹ (torch.linalg.cholesky(H⁻¹, upper=True)): row j of U is the "
            "OBS update once the columns before j are fixed; the plain inverse's row j assumes they are still free"
-      ).edit(_honest, "Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)",
-             "Hinv = torch.linalg.inv(H)")
+      ).edit(_honest, "U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)",
+             "U = torch.linalg.inv(H)")
 
 wrong("damping ignored", hint="add damp·mean(diag H) to the diagonal of H before inverting (the damp argument)"
       ).edit(_honest, "    H += damp * torch.diag(H).mean() * torch.eye(H.shape[0])\n", "")
@@ -224,9 +218,9 @@ wrong("one weight too many per block",
       ).edit(_honest, "[:k]] = True", "[:k + 1]] = True")
 
 wrong("pruned weights not exactly zero",
-      hint="re-apply the mask: write the pruned values q (exact zeros) back, not the updated W1, where "
+      hint="re-apply the mask: write the pruned values q (exact zeros) back, not the updated block, where "
            "w − ((w − 0)/d)·d leaves rounding residue like 1e-8 instead of 0"
-      ).edit(_honest, "        W[:, i1:i2] = Q1\n", "        W[:, i1:i2] = W1\n")
+      ).edit(_honest, "        W[:, start:end] = done\n", "        W[:, start:end] = cols\n")
 
 wrong("sparsity not validated", hint="sparsity must be in [0, 1): raise ValueError naming it otherwise"
       ).edit(_honest, "if not 0.0 <= sparsity < 1.0:", "if not 0.0 <= sparsity <= 1.0:")
