@@ -141,8 +141,8 @@ def test_gptq_equals_the_obs_equations(bits, g):
                                rtol=0, atol=1e-9)
 
 
-def test_gptq_blocked_equals_column_by_column_beyond_one_block():
-    w, x = _layer(4, 160, n=400, seed=3)                     # 160 columns: two lazy-update blocks
+def test_gptq_on_a_wide_layer_equals_the_obs_equations():
+    w, x = _layer(4, 160, n=400, seed=3)
     H = hessian(x).double()
     torch.testing.assert_close(Q.gptq_quantize(w, H, 3, 32), _gptq_obs(w, H, 3, 32, 0.01), rtol=0, atol=1e-9)
 

@@ -120,23 +120,44 @@ def gptq_quantize(w: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size: i
     """GPTQ for one Linear: the fake-quantised weight ``[out, in]`` (same dtype as ``w``).
 
     ``H [in, in]`` is the layer's input Hessian ``2·XᵀX / n`` (:func:`kdcore.llm.eval.hessian`). As the
-    reference code (IST-DASLab/gptq ``fasterquant``, no act-order, no static groups) does:
+    reference code (IST-DASLab/gptq ``fasterquant``; no act-order, no static groups) does:
 
     1. dead inputs (``H_ii == 0``): ``H_ii ← 1`` and the column of ``w`` set to 0;
     2. dampening: ``H ← H + damp · mean(diag H) · I``;
     3. ``U = chol(H⁻¹)ᵀ`` (upper Cholesky factor of the inverse);
     4. for each column ``i`` in order: ``q_i = RTN(w_i)`` on the grid of its group (grid computed from the
-       *current*, already error-updated weights when the group's first column is reached; per row when
-       ``group_size`` is None), ``e = (w_i − q_i) / U_ii``, ``w_{:, j} −= e · U_ij`` for every ``j > i``.
+       *current*, already error-updated weights when the group's first column is reached; one grid per row
+       when ``group_size`` is None), ``e = (w_i − q_i) / U_ii``, ``w_{:, j} −= e · U_ij`` for every ``j > i``.
 
     The grid is :func:`quantize_groupwise`'s asymmetric one, so with ``H = I`` (no error to spread: ``U`` is
-    diagonal) the result equals ``quantize_groupwise(w, bits, group_size)``. Computed in ``w``'s dtype
-    (at least float32), in blocks of 128 columns (lazy batch updates; same result as column by column).
+    diagonal) the result equals ``quantize_groupwise(w, bits, group_size)``. Computed in ``w``'s dtype (at
+    least float32). The paper's code applies step 4's updates lazily, 128 columns at a time, for GPU speed;
+    the result is the same, so this reference updates column by column.
     """
+    w, H, bits, g, damp = _gptq_args(w, H, bits, group_size, damp)
+    W = w.clone()                                                  # [out, in], updated in place
+    H = H.clone()                                                  # [in, in]
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    H += damp * torch.diag(H).mean() * torch.eye(len(H), dtype=H.dtype)
+    U = _upper_cholesky_of_inverse(H)                              # [in, in], upper triangular
+    Q = torch.zeros_like(W)
+    for i in range(W.shape[1]):
+        if i % g == 0:                                             # a group starts: its grid, from current W
+            scale, zero = _asym_grid(W[:, i:i + g], bits)          # [out, 1] each
+        Q[:, i:i + 1] = _asym_round(W[:, i:i + 1], scale, zero, bits)
+        err = (W[:, i] - Q[:, i]) / U[i, i]                        # [out]
+        W[:, i:] -= err[:, None] * U[i, i:][None, :]               # spread over the columns not yet quantized
+    return Q.to(w.dtype)
+
+
+def _gptq_args(w, H, bits, group_size, damp) -> tuple[torch.Tensor, torch.Tensor, int, int, float]:
+    """Validated ``(w, H, bits, group_size, damp)``; ``w`` and ``H`` detached, in ``w``'s dtype (≥ float32)."""
     w = _weight("w", w)
     H = v.finite("H", v.tensor("H", H, ndim=2, floating=True))
     bits = _bits(bits)
-    out_f, in_f = w.shape
+    in_f = w.shape[1]
     if tuple(H.shape) != (in_f, in_f):
         raise ValueError(f"H must be square [in, in] = [{in_f}, {in_f}] for w of shape {tuple(w.shape)}, "
                          f"got {tuple(H.shape)}")
@@ -145,38 +166,17 @@ def gptq_quantize(w: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size: i
     if not 0.0 <= damp <= 1.0:
         raise ValueError(f"damp must be in [0, 1] (a fraction of the mean diagonal of H), got {damp}")
     dtype = torch.promote_types(w.dtype, torch.float32)
-    W = w.to(dtype).clone()                                       # [out, in], updated in place
-    H = H.detach().to(dtype).clone()
-    dead = torch.diag(H) == 0
-    H[dead, dead] = 1.0
-    W[:, dead] = 0.0
-    idx = torch.arange(in_f)
-    H[idx, idx] += damp * torch.mean(torch.diag(H))
+    return w.to(dtype), H.detach().to(dtype), bits, g, damp
+
+
+def _upper_cholesky_of_inverse(H: torch.Tensor) -> torch.Tensor:
+    """``U`` with ``UᵀU = H⁻¹`` (``H`` symmetric positive definite), as GPTQ computes it."""
     try:
         L = torch.linalg.cholesky(H)
     except torch.linalg.LinAlgError:
         raise ValueError("H is not positive definite even after dampening: pass H = 2·XᵀX/n, or raise damp") \
             from None
-    U = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)  # [in, in], upper triangular
-    Q = torch.zeros_like(W)
-    block = 128
-    for i1 in range(0, in_f, block):
-        i2 = min(i1 + block, in_f)
-        W1 = W[:, i1:i2].clone()                                  # [out, b]: this block's columns
-        E1 = torch.zeros_like(W1)                                 # scaled errors, for the lazy update
-        U1 = U[i1:i2, i1:i2]
-        for i in range(i2 - i1):
-            col = i1 + i
-            if col % g == 0:                                      # first column of a group: new grid
-                grid_src = torch.cat([W1[:, i:], W[:, i2:]], dim=1)[:, :g]   # current weights of the group
-                scale, zero = _asym_grid(grid_src, bits)          # [out, 1] each
-            q = _asym_round(W1[:, i:i + 1], scale, zero, bits)[:, 0]        # [out]
-            Q[:, col] = q
-            err = (W1[:, i] - q) / U1[i, i]                       # [out]
-            W1[:, i:] -= err[:, None] * U1[i, i:][None, :]        # spread over the rest of the block
-            E1[:, i] = err
-        W[:, i2:] -= E1 @ U[i1:i2, i2:]                           # ... and, once per block, beyond it
-    return Q.to(w.dtype)
+    return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
 
 
 def _asym_grid(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,13 +206,13 @@ def awq_scales(w: torch.Tensor, x: torch.Tensor, bits: int = 4, group_size: int 
     the previous operation (LayerNorm, or the previous Linear's rows).
     """
     w = _weight("w", w)
-    x = v.finite("x", v.tensor("x", x, ndim=2, floating=True)).detach()
+    x = v.finite("x", v.tensor("x", x, ndim=2, floating=True))
     if x.shape[1] != w.shape[1] or x.shape[0] == 0:
         raise ValueError(f"x must be [n >= 1, in = {w.shape[1]}] for w of shape {tuple(w.shape)}, "
                          f"got {tuple(x.shape)}")
     bits = _bits(bits)
     _group(group_size, w.shape[1])
-    grid = v.integer("grid", grid, minimum=1, maximum=1000)
+    grid = v.integer("grid", grid, minimum=1)
     x = x.to(w.dtype)
     a = x.abs().mean(dim=0)                                       # [in]: mean |activation| per channel
     reference = x @ w.T                                           # [n, out]
@@ -238,8 +238,8 @@ def smoothquant_scales(x_absmax: torch.Tensor, w_absmax: torch.Tensor, alpha: fl
     then computes ``(x / s) (w · s)ᵀ``: the same output, with the activation range divided by ``s``
     (α = 0.5 balances the two; larger α moves more of the difficulty into the weights).
     """
-    x_absmax = v.finite("x_absmax", v.tensor("x_absmax", x_absmax, ndim=1, floating=True)).detach()
-    w_absmax = v.finite("w_absmax", v.tensor("w_absmax", w_absmax, ndim=1, floating=True)).detach()
+    x_absmax = v.finite("x_absmax", v.tensor("x_absmax", x_absmax, ndim=1, floating=True))
+    w_absmax = v.finite("w_absmax", v.tensor("w_absmax", w_absmax, ndim=1, floating=True))
     v.same_shape("x_absmax", x_absmax, "w_absmax", w_absmax)
     if (x_absmax < 0).any() or (w_absmax < 0).any():
         raise ValueError("x_absmax and w_absmax are maxima of absolute values: they must be >= 0")
