@@ -83,34 +83,42 @@ def main() -> None:
     layers = teacher_layers() if args.layers == "teacher" else random_layers()
     print(f"torch {torch.__version__}, 1 thread, {args.rounds} interleaved rounds, layers: {args.layers}, "
           f"{layers[0][2].shape[0]} calibration tokens, {layers[0][3].shape[0]} held-out tokens")
-    print("error ratio = ||(W' - W) X|| / same for magnitude pruning of the same pattern (< 1: better)")
-    header = f"{'layer':24} {'[out, in]':>10} " + " ".join(f"{m:>14}" for m in METHODS)
-    rows_time, rows_cal, rows_held = [], [], []
-    for name, w, x_cal, x_held in layers:
-        times: dict[str, list[float]] = {m: [] for m in METHODS}
-        pruned = {}
-        for _ in range(args.rounds):
+    # every round times every method on every layer, so each method's per-round total is taken close in time
+    totals: dict[str, list[float]] = {m: [0.0] * args.rounds for m in METHODS}
+    per_layer_ms: dict[str, dict[str, list[float]]] = {name: {m: [] for m in METHODS} for name, *_ in layers}
+    pruned: dict[str, dict[str, torch.Tensor]] = {name: {} for name, *_ in layers}
+    for r in range(args.rounds):
+        for name, w, x_cal, _ in layers:
             for method, fn in METHODS.items():
                 start = time.perf_counter()
-                pruned[method] = fn(w, x_cal)
-                times[method].append(time.perf_counter() - start)
-        err_cal = {m: ((p - w) @ x_cal.T).norm().item() for m, p in pruned.items()}
-        err_held = {m: ((p - w) @ x_held.T).norm().item() for m, p in pruned.items()}
-        shape = f"{w.shape[0]}x{w.shape[1]}"
-        rows_time.append((name, shape, {m: statistics.median(t) * 1e3 for m, t in times.items()}))
-        rows_cal.append((name, shape, {m: err_cal[m] / err_cal[BASELINE[m.split()[-1]]] for m in METHODS}))
-        rows_held.append((name, shape, {m: err_held[m] / err_held[BASELINE[m.split()[-1]]] for m in METHODS}))
-    for title, rows, fmt in [("time per layer, ms (median over rounds)", rows_time, "{:14.2f}"),
-                             ("output-error ratio vs magnitude, calibration tokens", rows_cal, "{:14.3f}"),
-                             ("output-error ratio vs magnitude, held-out tokens", rows_held, "{:14.3f}")]:
-        print(f"\n{title}\n{header}")
-        for name, shape, values in rows:
-            print(f"{name:24} {shape:>10} " + " ".join(fmt.format(values[m]) for m in METHODS))
-        if rows is not rows_time:
-            print(f"{'geometric mean':24} {'':>10} " + " ".join(
-                fmt.format(statistics.geometric_mean(r[2][m] for r in rows)) for m in METHODS))
-        else:
-            print(f"{'total':24} {'':>10} " + " ".join(fmt.format(sum(r[2][m] for r in rows)) for m in METHODS))
+                pruned[name][method] = fn(w, x_cal)
+                elapsed = time.perf_counter() - start
+                totals[method][r] += elapsed
+                per_layer_ms[name][method].append(elapsed * 1e3)
+    ratio = {name: {} for name, *_ in layers}
+    for name, w, x_cal, x_held in layers:
+        for split, x in (("calibration", x_cal), ("held out", x_held)):
+            err = {m: ((p - w) @ x.T).norm().item() for m, p in pruned[name].items()}
+            ratio[name][split] = {m: err[m] / err[BASELINE[m.split()[-1]]] for m in METHODS}
+
+    print("\nsummary: time for all layers (median over rounds) and its per-round ratio to magnitude pruning of the "
+          "same pattern; output-error ratio ||(W' - W) X|| / magnitude's (geometric mean over layers, < 1 = better)")
+    print(f"{'method':15} {'ms, all layers':>15} {'time vs magnitude':>18} {'error, calibration':>19} "
+          f"{'error, held out':>16}")
+    for m in METHODS:
+        base = BASELINE[m.split()[-1]]
+        time_ratio = statistics.median(t / b for t, b in zip(totals[m], totals[base]))
+        geo = {split: statistics.geometric_mean(ratio[n][split][m] for n, *_ in layers)
+               for split in ("calibration", "held out")}
+        print(f"{m:15} {statistics.median(totals[m]) * 1e3:15.1f} {time_ratio:17.1f}x {geo['calibration']:19.3f} "
+              f"{geo['held out']:16.3f}")
+
+    print("\nper layer: median ms / held-out error ratio vs magnitude")
+    print(f"{'layer':20} {'[out, in]':>9} " + " ".join(f"{m:>18}" for m in METHODS))
+    for name, w, *_ in layers:
+        cells = " ".join(f"{statistics.median(per_layer_ms[name][m]):8.1f} / {ratio[name]['held out'][m]:5.3f}"
+                         for m in METHODS)
+        print(f"{name:20} {w.shape[0]:>4}x{w.shape[1]:<4} {cells}")
 
 
 if __name__ == "__main__":
