@@ -243,7 +243,7 @@ def sparsegpt_prune_nm(w: torch.Tensor, H: torch.Tensor, n: int = 2, m: int = 4,
 
     As :func:`sparsegpt_prune`, but the mask of each group of ``m`` columns is chosen when the algorithm
     reaches the group, from the weights as updated so far: the ``m - n`` lowest ``w^2 / U_jj^2`` of each
-    row's group are pruned (the paper's Section 3.4). ``blocksize`` must be a multiple of ``m`` so that no
+    row's group are pruned (the paper's N:M extension). ``blocksize`` must be a multiple of ``m`` so that no
     group straddles two blocks, and ``in_features`` a multiple of ``m``.
     """
     blocksize, damp = _check_sparsegpt(w, H, blocksize, damp)
