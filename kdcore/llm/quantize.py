@@ -41,7 +41,7 @@ __all__ = ["quantize_groupwise", "gptq_quantize", "awq_scales", "smoothquant_sca
            "quantize_model_rtn", "quantize_model_gptq", "quantize_model_awq", "FakeQuantLinear",
            "quantize_model_w8a8", "activation_absmax", "fake_quantize_activation",
            "quantize_keys_per_channel", "quantize_values_per_token", "quantize_per_token",
-           "QuantizedKVCache"]
+           "QuantizedKVCache", "kv_cache_bytes_per_token"]
 
 SCALE_EPS = 1e-5   # llm-awq's clamp on a group's range (an all-equal group keeps a non-zero scale)
 
@@ -283,14 +283,6 @@ def _calib_inputs(model: GPT, names: Sequence[str], batches: Sequence[torch.Tens
     return collect_inputs(model, names, batches)
 
 
-def _block_groups(model: GPT, names: Sequence[str]) -> list[list[str]]:
-    """Names grouped by block (``h.<i>.``), in block order: GPTQ quantizes block after block."""
-    groups: dict[str, list[str]] = {}
-    for n in names:
-        groups.setdefault(".".join(n.split(".")[:2]), []).append(n)
-    return list(groups.values())
-
-
 @torch.no_grad()
 def quantize_model_rtn(model: GPT, bits: int, group_size: int | None = 64, symmetric: bool = False,
                        layer_names: Sequence[str] | None = None) -> GPT:
@@ -302,19 +294,31 @@ def quantize_model_rtn(model: GPT, bits: int, group_size: int | None = 64, symme
     return out
 
 
+def _embed(model: GPT, batches: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The residual stream entering block 0 for the calibration ``batches``: ``[N, T, C]``."""
+    idx = torch.cat(list(batches))                                  # [N, T]
+    pos = torch.arange(idx.shape[1])
+    return model.drop(model.wte(idx) + model.wpe(pos))
+
+
 @torch.no_grad()
 def quantize_model_gptq(model: GPT, batches: Sequence[torch.Tensor], bits: int, group_size: int | None = None,
-                        damp: float = 0.01, layer_names: Sequence[str] | None = None) -> GPT:
-    """A copy of ``model`` quantized with :func:`gptq_quantize`, block after block as the GPTQ paper does:
-    each block's Hessians come from running the calibration ``batches`` through the model whose earlier
-    blocks are already quantized (one calibration pass per block)."""
-    out = copy.deepcopy(model)
-    from .eval import hessian
-    for group in _block_groups(out, layer_names or block_linear_names(out)):
-        xs = _calib_inputs(out, group, batches)
-        for name in group:
-            layer = out.get_submodule(name)
+                        damp: float = 0.01) -> GPT:
+    """A copy of ``model`` whose block Linears went through :func:`gptq_quantize`, block after block as the
+    GPTQ paper does: block ``i``'s Hessians come from the calibration ``batches`` passed through blocks
+    ``0 .. i−1`` *already quantized*, so each block corrects for the error of the ones before it. The
+    residual stream is carried from block to block (two passes of one block per block, not whole-model passes).
+    """
+    from .eval import collect_inputs, hessian
+    out = copy.deepcopy(model).eval()
+    x = _embed(out, batches)                                        # [N, T, C]
+    for block in out.h:
+        names = [n for n, m in block.named_modules() if isinstance(m, nn.Linear)]   # attn.c_attn, ...
+        xs = collect_inputs(block, names, [x])                      # {name: [N·T, in]}
+        for name in names:
+            layer = block.get_submodule(name)
             layer.weight.copy_(gptq_quantize(layer.weight, hessian(xs[name]), bits, group_size, damp))
+        x = block(x)                                                # through the quantized block
     return out
 
 
@@ -467,3 +471,23 @@ class QuantizedKVCache(KVCache):
         super().crop(length)
         # a cropped group is no longer complete: keep its (already rounded) values, count only whole groups
         self.n_quantized = [min(n, (length // self.group) * self.group) for n in self.n_quantized]
+
+
+def kv_cache_bytes_per_token(n_layer: int, n_embd: int, n_head: int, bits: int | None, group: int = 32,
+                             key_axis: str = "channel", param_bytes: int = 2) -> float:
+    """Bytes one token adds to the KV cache: keys and values, ``2 · n_layer · n_embd`` numbers, at ``bits``
+    (``None``: float32), plus the grids' scale and minimum (``param_bytes`` each, fp16 by default) as
+    :class:`QuantizedKVCache` lays them out: keys per channel share a grid per channel over ``group`` tokens
+    (``n_embd / group`` grids per token and layer), keys per token and values have one grid per token and
+    head (``n_head``)."""
+    v.integer("n_layer", n_layer, minimum=1)
+    v.integer("n_embd", n_embd, minimum=1)
+    v.integer("n_head", n_head, minimum=1)
+    v.integer("group", group, minimum=1)
+    v.one_of("key_axis", key_axis, ("channel", "token"))
+    if bits is None:
+        return float(2 * n_layer * n_embd * 4)
+    bits = _bits(bits)
+    values = 2 * n_layer * n_embd * bits / 8
+    key_grids = n_embd / group if key_axis == "channel" else n_head
+    return values + n_layer * (key_grids + n_head) * 2 * param_bytes
