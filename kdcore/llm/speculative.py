@@ -1,0 +1,163 @@
+"""Speculative sampling: a cheap draft model proposes, the target model verifies, the output is the target's.
+
+Leviathan, Kalman & Matias (2023, ICML, "Fast Inference from Transformers via Speculative Decoding") and
+Chen et al. (2023, arXiv:2302.01318, "Accelerating Large Language Model Decoding with Speculative Sampling")
+found the same rule.  Notation here is Leviathan's: **p = target**, **q = draft** (Chen et al. use the
+letters the other way round, a common source of the inverted ratio).
+
+One round, for a committed prefix:
+
+1. the draft samples γ tokens ``x_1..x_γ`` autoregressively, ``x_i ~ q_i = q(· | prefix, x_<i)``;
+2. the target scores prefix + all γ tokens in **one** forward pass, giving ``p_1..p_{γ+1}``;
+3. :func:`speculative_accept`: accept ``x_i`` with probability ``min(1, p_i(x_i) / q_i(x_i))``, in order;
+   at the first rejection sample a replacement from ``norm(max(0, p_i − q_i))`` and stop; if all γ are
+   accepted, sample one bonus token from ``p_{γ+1}``.
+
+Every emitted token is then distributed exactly as the target's next-token distribution: for the first one,
+P(y) = min(p, q)(y) [accepted] + (1 − Σ min(p, q)) · (p − q)₊(y) / Σ (p − q)₊ [resampled] = p(y), because
+Σ (p − q)₊ = 1 − Σ min(p, q).  Each round emits between 1 and γ + 1 tokens per target call; the expected
+acceptance of one draft token is ``Σ_v min(p, q)`` = 1 − total variation distance between p and q.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from kdcore import _validate as v
+from kdcore.distill import _probabilities
+
+__all__ = ["speculative_accept", "acceptance_probability", "expected_tokens_per_call",
+           "expected_speedup", "SpeculativeStats"]
+
+
+def _generator(generator: object) -> torch.Generator:
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)), "
+                        f"got {type(generator).__name__}")
+    return generator
+
+
+def speculative_accept(draft_probs: torch.Tensor, target_probs: torch.Tensor, draft_tokens: torch.Tensor,
+                       generator: torch.Generator) -> torch.Tensor:
+    """The acceptance rule of speculative sampling; returns the emitted tokens, a 1-D int64 tensor.
+
+    draft_probs: [γ, V], row i = the draft's distribution q_i that ``draft_tokens[i]`` was sampled from;
+    target_probs: [γ + 1, V], row i = the target's distribution p_i at the same position (the last row is
+    the target's distribution after all γ draft tokens, used only for the bonus token);
+    draft_tokens: [γ] integer token ids, each with q_i(x_i) > 0; generator: the source of randomness.
+    Rows must be probability distributions (>= 0, summing to 1 within 1e-3).
+
+    Returns ``[x_1, ..., x_n, y]``: the n accepted draft tokens (0 <= n <= γ, always a prefix of
+    ``draft_tokens``) followed by one extra token y: sampled from ``norm(max(0, p_{n+1} − q_{n+1}))`` if
+    draft token n + 1 was rejected, else (n = γ) the bonus token sampled from ``p_{γ+1}``.  The length is
+    n + 1, between 1 and γ + 1.  The uniforms come from ``torch.rand(γ, generator=generator)``, the extra
+    token from ``torch.multinomial(..., generator=generator)``.
+    """
+    v.tensor("draft_probs", draft_probs, ndim=2)
+    v.tensor("target_probs", target_probs, ndim=2)
+    if draft_probs.shape[0] == 0:
+        raise ValueError("draft_probs must have at least one row (γ >= 1 draft tokens), got shape "
+                         f"{tuple(draft_probs.shape)}")
+    q = _probabilities("draft_probs", draft_probs)
+    p = _probabilities("target_probs", target_probs)
+    g = _generator(generator)
+    if q.shape[1] != p.shape[1]:
+        raise ValueError(f"draft_probs and target_probs must have the same vocabulary size V (last dim), "
+                         f"got V = {q.shape[1]} and V = {p.shape[1]}")
+    gamma, V = q.shape
+    if p.shape[0] != gamma + 1:
+        raise ValueError(f"target_probs must have γ + 1 = {gamma + 1} rows (one per draft token plus one for the "
+                         f"bonus token), got {p.shape[0]}")
+    x = v.tensor("draft_tokens", draft_tokens, ndim=1)
+    if x.dtype.is_floating_point or x.dtype == torch.bool or x.is_complex():
+        raise TypeError(f"draft_tokens must be an integer tensor of token ids, got dtype {x.dtype}")
+    if x.shape[0] != gamma:
+        raise ValueError(f"draft_tokens must hold γ = {gamma} tokens (one per row of draft_probs), "
+                         f"got {x.shape[0]}")
+    x = x.long()
+    if int(x.min()) < 0 or int(x.max()) >= V:
+        raise ValueError(f"draft_tokens must be token ids in [0, {V - 1}], got values in "
+                         f"[{int(x.min())}, {int(x.max())}]")
+    q_x = q[torch.arange(gamma), x]                                # [γ], q_i(x_i)
+    if bool((q_x <= 0).any()):
+        i = int((q_x <= 0).nonzero()[0])
+        raise ValueError(f"draft_tokens[{i}] = {int(x[i])} has probability 0 under draft_probs[{i}]: "
+                         "each draft token must have been sampled from its draft distribution")
+    n, extra = _accept(q, p, x.tolist(), g)
+    return torch.tensor(x.tolist()[:n] + [extra], dtype=torch.long)
+
+
+def _accept(q: torch.Tensor, p: torch.Tensor, x: list[int], g: torch.Generator) -> tuple[int, int]:
+    """Core of :func:`speculative_accept` without the argument checks (the decoding loop calls it once per
+    round, where a check costs as much as the rule): returns (n accepted, extra token).
+
+    q [γ, V], p [γ + 1, V], x the γ draft tokens as ints.  Scalars go through Python floats: for γ of a few
+    tokens that is several times faster than tensor indexing on CPU."""
+    gamma = len(x)
+    r = torch.rand(gamma, generator=g, dtype=torch.float64).tolist()
+    q_x = q[torch.arange(gamma), x].tolist()                      # q_i(x_i) > 0
+    p_x = p[torch.arange(gamma), x].tolist()                      # p_i(x_i)
+    for i in range(gamma):
+        # accept x_i with probability min(1, p_i(x_i) / q_i(x_i)):  r < p/q, written without the division
+        if not r[i] * q_x[i] < p_x[i]:
+            residual = (p[i] - q[i]).clamp(min=0)                   # (p − q)₊, mass 1 − Σ min(p, q) > 0
+            if float(residual.sum()) <= 0:                          # p == q up to rounding: the rejection had
+                residual = p[i]                                     # probability ~0; p is then the residual
+            return i, int(torch.multinomial(residual, 1, generator=g))
+    return gamma, int(torch.multinomial(p[gamma], 1, generator=g))  # all accepted: the bonus token
+
+
+# ---------------------------------------------------------------------------------------------------
+# what to expect: acceptance rate and speed-up (Leviathan et al. 2023, section 3)
+# ---------------------------------------------------------------------------------------------------
+def acceptance_probability(draft_probs: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Probability that a draft token sampled from q is accepted by p: ``Σ_v min(p, q)`` per row [...].
+
+    Equal to 1 − TV(p, q).  Leviathan et al. call its expectation over positions α."""
+    q = _probabilities("draft_probs", draft_probs)
+    p = _probabilities("target_probs", target_probs)
+    v.same_shape("draft_probs", q, "target_probs", p)
+    return torch.minimum(p, q).sum(dim=-1)
+
+
+def expected_tokens_per_call(alpha: float, gamma: int) -> float:
+    """Expected tokens emitted per target call, ``(1 − α^(γ+1)) / (1 − α)`` (γ + 1 at α = 1), assuming
+    independent acceptances with rate α (Leviathan et al. 2023, eq. 1)."""
+    alpha = v.in_unit_interval("alpha", alpha)
+    gamma = v.integer("gamma", gamma, minimum=0)
+    if alpha == 1.0:
+        return float(gamma + 1)
+    return (1.0 - alpha ** (gamma + 1)) / (1.0 - alpha)
+
+
+def expected_speedup(alpha: float, gamma: int, c: float) -> float:
+    """Expected wall-clock speed-up over plain target decoding, ``(1 − α^(γ+1)) / ((1 − α)(γc + 1))``,
+    with c = cost of a draft call / cost of a target call (Leviathan et al. 2023, theorem 3.8).
+
+    Below 1 means slower: with c near 1 (a draft as slow as the target per call, as on a CPU at batch 1
+    where per-call overhead dominates) no acceptance rate can pay for the γ extra draft calls."""
+    c = v.real("c", c)
+    if c < 0:
+        raise ValueError(f"c must be >= 0 (a cost ratio), got {c!r}")
+    return expected_tokens_per_call(alpha, gamma) / (gamma * c + 1.0)
+
+
+@dataclass
+class SpeculativeStats:
+    """Counts of one speculative generation."""
+    new_tokens: int = 0          # tokens emitted (excluding the prompt)
+    target_calls: int = 0        # forward passes of the target (the prefill of the prompt excluded)
+    draft_calls: int = 0         # forward passes of the draft (the prefill of the prompt excluded)
+    proposed: int = 0            # draft tokens proposed
+    accepted: int = 0            # draft tokens accepted
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.proposed if self.proposed else float("nan")
+
+    @property
+    def tokens_per_target_call(self) -> float:
+        return self.new_tokens / self.target_calls if self.target_calls else float("nan")
