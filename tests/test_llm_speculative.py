@@ -15,6 +15,15 @@ from kdcore.llm.speculative import (acceptance_probability, expected_speedup, ex
 FAST = settings(max_examples=25, deadline=None)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Batch-1 decoding of tiny models: one thread avoids synchronisation overhead on a shared 2-core CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def rand_probs(seed, *shape, zeros=0.0, dtype=torch.float64):
     """Random distributions over the last dim; with ``zeros`` > 0 some entries are exactly 0."""
     g = torch.Generator().manual_seed(seed)
@@ -339,3 +348,78 @@ def test_bad_input_gets_a_clear_error_naming_the_argument():
         expected_tokens_per_call(1.2, 3)
     with pytest.raises(ValueError, match="c must be >= 0"):
         expected_speedup(0.5, 3, -1.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# the decoding loop with two GPTs and their KV caches
+# ------------------------------------------------------------------------------------------------
+def tiny_gpt(seed, V, n_layer, n_embd, scale):
+    """A random GPT with sharpened weights (so that its next-token distributions are far from uniform)."""
+    from kdcore.llm.gpt import GPT, GPTConfig
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=V, block_size=32, n_layer=n_layer, n_head=2, n_embd=n_embd))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(scale)
+    return model.eval()
+
+
+@pytest.mark.parametrize("gamma", [1, 3])
+def test_greedy_speculative_decoding_equals_the_targets_greedy_decoding(gamma):
+    from kdcore.llm.speculative import speculative_generate
+    target, draft = tiny_gpt(0, 7, 2, 16, 8.0), tiny_gpt(1, 7, 1, 8, 8.0)
+    for prompt in ([1, 2, 3], [4], [0, 6, 5, 5, 2]):
+        idx = torch.tensor([prompt])
+        plain = target.generate(idx, 20, temperature=0)
+        spec, stats = speculative_generate(target, draft, idx, 20, gamma=gamma, temperature=0,
+                                           generator=torch.Generator().manual_seed(0))
+        assert torch.equal(spec, plain)
+        assert stats.new_tokens == 20 and stats.draft_calls == gamma * stats.target_calls
+        assert 1 <= stats.tokens_per_target_call <= gamma + 1
+    # a draft identical to the target is always right: γ + 1 tokens per target call
+    _, stats = speculative_generate(target, target, torch.tensor([[1, 2]]), 20, gamma=gamma, temperature=0)
+    assert stats.acceptance_rate == 1.0 and stats.target_calls == math.ceil(20 / (gamma + 1))
+
+
+def test_sampled_text_from_the_loop_is_distributed_as_the_targets():
+    """Monte-Carlo over 800 seeded runs of two new tokens; the exact target distribution of the pair comes
+    from the target's own forward passes (V² = 9 sequences)."""
+    from kdcore.llm.speculative import speculative_generate
+    V, n = 3, 800
+    target, draft = tiny_gpt(4, V, 1, 8, 4.0), tiny_gpt(104, V, 1, 8, 4.0)
+    prompt = torch.tensor([[0, 1]])
+    with torch.no_grad():
+        p1 = torch.softmax(target(prompt)[0, -1].double(), -1)
+        exact = {}
+        for a in range(V):
+            p2 = torch.softmax(target(torch.tensor([[0, 1, a]]))[0, -1].double(), -1)
+            for b in range(V):
+                exact[(a, b)] = (p1[a] * p2[b]).item()
+        q1 = torch.softmax(draft(prompt)[0, -1].double(), -1)
+    assert (p1 - q1).abs().max() > 0.1                               # the draft really differs from the target
+    g = torch.Generator().manual_seed(0)
+    counts, accepted, proposed = Counter(), 0, 0
+    for _ in range(n):
+        out, stats = speculative_generate(target, draft, prompt, 2, gamma=2, temperature=1.0, generator=g)
+        counts[tuple(out[0, 2:].tolist())] += 1
+        accepted, proposed = accepted + stats.accepted, proposed + stats.proposed
+    assert max_z(counts, exact, n) < Z_MAX
+    assert 0 < accepted < proposed
+
+
+def test_loop_bad_input():
+    from kdcore.llm.speculative import speculative_generate
+    target, draft = tiny_gpt(0, 7, 1, 8, 1.0), tiny_gpt(1, 5, 1, 8, 1.0)
+    idx = torch.tensor([[1, 2]])
+    with pytest.raises(ValueError, match="share the vocabulary"):
+        speculative_generate(target, draft, idx, 5)
+    with pytest.raises(ValueError, match="idx must be one prompt"):
+        speculative_generate(target, target, torch.tensor([[1, 2], [3, 4]]), 5)
+    with pytest.raises(ValueError, match="must be <= block_size 32"):
+        speculative_generate(target, target, idx, 30, gamma=4)
+    with pytest.raises(ValueError, match="gamma must be in"):
+        speculative_generate(target, target, idx, 5, gamma=0)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        speculative_generate(target, target, idx, 5, temperature=-1.0)
+    with pytest.raises(TypeError, match="draft must be a kdcore.llm.gpt.GPT"):
+        speculative_generate(target, lambda x: x, idx, 5)

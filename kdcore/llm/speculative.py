@@ -20,16 +20,16 @@ acceptance of one draft token is ``Σ_v min(p, q)`` = 1 − total variation dist
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from kdcore import _validate as v
 from kdcore.distill import _probabilities
 
-__all__ = ["speculative_accept", "acceptance_probability", "expected_tokens_per_call",
+__all__ = ["speculative_accept", "speculative_generate", "acceptance_probability", "expected_tokens_per_call",
            "expected_speedup", "SpeculativeStats"]
 
 
@@ -161,3 +161,93 @@ class SpeculativeStats:
     @property
     def tokens_per_target_call(self) -> float:
         return self.new_tokens / self.target_calls if self.target_calls else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the decoding loop: a draft and a target GPT, batch 1, each with its KV cache
+# ---------------------------------------------------------------------------------------------------
+def _next_token_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """[..., V] logits → distributions: softmax(logits / temperature), or one-hot argmax at temperature 0
+    (greedy decoding is speculative sampling with one-hot distributions: accepted iff the argmaxes agree)."""
+    if temperature == 0:
+        return F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
+    return F.softmax(logits / temperature, dim=-1)
+
+
+@torch.no_grad()
+def speculative_generate(target: nn.Module, draft: nn.Module, idx: torch.Tensor, max_new_tokens: int,
+                         gamma: int = 4, temperature: float = 1.0,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, SpeculativeStats]:
+    """Generate ``max_new_tokens`` tokens after ``idx [1, T0]`` from ``target``, with ``draft`` proposing
+    ``gamma`` tokens per round; returns ``(tokens [1, T0 + max_new_tokens], stats)``.
+
+    target, draft: :class:`kdcore.llm.gpt.GPT` models (same vocabulary) called as ``model(idx, cache=...)``;
+    both keep a :class:`~kdcore.llm.gpt.KVCache` of the committed text, cropped after each round to drop
+    the rejected draft tokens.  ``temperature`` 0 is greedy (the output then equals
+    ``target.generate(idx, max_new_tokens, temperature=0)`` up to floating-point ties), otherwise sampling
+    from ``softmax(logits / temperature)``: the text is distributed as the target's own samples.
+    Batch 1 only; ``T0 + max_new_tokens + gamma`` must fit in both models' ``block_size`` (no sliding window).
+    Both models are put in eval mode for the call and restored after.
+    """
+    from kdcore.llm.gpt import KVCache      # the foundation module; imported here to keep this import light
+
+    for name, model in (("target", target), ("draft", draft)):
+        if not isinstance(model, nn.Module) or not hasattr(model, "config"):
+            raise TypeError(f"{name} must be a kdcore.llm.gpt.GPT, got {type(model).__name__}")
+    if target.config.vocab_size != draft.config.vocab_size:
+        raise ValueError(f"target and draft must share the vocabulary, got vocab_size "
+                         f"{target.config.vocab_size} and {draft.config.vocab_size}")
+    x = v.tensor("idx", idx, ndim=2)
+    if x.shape[0] != 1 or x.shape[1] == 0:
+        raise ValueError(f"idx must be one prompt of at least one token, shape [1, T0], got {tuple(x.shape)}")
+    max_new_tokens = v.integer("max_new_tokens", max_new_tokens, minimum=1)
+    gamma = v.integer("gamma", gamma, minimum=1)
+    temperature = v.real("temperature", temperature)
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    room = min(target.config.block_size, draft.config.block_size)
+    if x.shape[1] + max_new_tokens + gamma > room:
+        raise ValueError(f"prompt length {x.shape[1]} + max_new_tokens {max_new_tokens} + gamma {gamma} must "
+                         f"be <= block_size {room} (no sliding window here)")
+    g = generator if generator is not None else torch.Generator().manual_seed(torch.seed() % 2**63)
+    _generator(g)
+
+    modes = target.training, draft.training
+    target.eval(), draft.eval()
+    try:
+        seq = x[0].tolist()
+        t_cache, d_cache = KVCache(target.config.n_layer), KVCache(draft.config.n_layer)
+        if len(seq) > 1:                                       # prefill: every prompt token but the last
+            prefix = torch.tensor([seq[:-1]])
+            target(prefix, cache=t_cache)
+            draft(prefix, cache=d_cache)
+        stats = SpeculativeStats()
+        goal = len(seq) + max_new_tokens
+        while len(seq) < goal:
+            # 1. the draft proposes γ tokens, one call each (its cache may lag: feed what it has not seen)
+            drafted, q_rows = [], []
+            for _ in range(gamma):
+                pending = torch.tensor([(seq + drafted)[d_cache.length:]])
+                q = _next_token_probs(draft(pending, cache=d_cache)[0, -1], temperature)   # [V]
+                drafted.append(int(q.argmax()) if temperature == 0 else
+                               int(torch.multinomial(q, 1, generator=g)))
+                q_rows.append(q)
+            # 2. the target scores the last committed token and the γ proposals in one call: γ + 1 rows
+            pending = torch.tensor([(seq + drafted)[t_cache.length:]])
+            p = _next_token_probs(target(pending, cache=t_cache)[0, -(gamma + 1):], temperature)  # [γ+1, V]
+            # 3. accept a prefix, add one token; roll both caches back to the committed text
+            n, extra = _accept(torch.stack(q_rows), p, drafted, g)
+            committed = len(seq)
+            seq += drafted[:n] + [extra]
+            t_cache.crop(committed + n)                        # keep everything but the newest token
+            d_cache.crop(min(d_cache.length, committed + n))
+            stats.target_calls += 1
+            stats.draft_calls += gamma
+            stats.proposed += gamma
+            stats.accepted += n
+        seq = seq[:goal]
+        stats.new_tokens = max_new_tokens
+        return torch.tensor([seq], dtype=torch.long), stats
+    finally:
+        target.train(modes[0])
+        draft.train(modes[1])
