@@ -7,7 +7,7 @@ parameters than the teacher). Per seed:
    student that has learned some English and Python, the way LLM distillation starts from a pre-trained or
    instruction-tuned student (GKD, MiniLLM);
 2. from that base, one continuation per **variant** for ``distill.steps`` steps. Every batch is 16
-   sequences of a 32-token prompt (training text) and a 96-token continuation; the loss covers the 96
+   sequences of a 32-token prompt (training text) and a 64-token continuation; the loss covers the 64
    continuation positions only (``mask``). Variants differ in the loss and in where the continuation comes
    from: the training text (off-policy, "dataset"), the teacher's samples (off-policy, "teacher"), or the
    student's own samples at the time of the step (on-policy, "student"). All dataset variants see the same
@@ -36,8 +36,8 @@ from .distill import generalized_jsd_loss, reverse_kl_loss, topk_kd_loss
 from .gpt import GPT, STUDENT_CONFIGS, GPTConfig, KVCache
 from .train import TEACHER_RECIPE, lr_at, recipe_hash
 
-__all__ = ["DISTILL_RECIPE", "VARIANTS", "STUDENTS_DIR", "student_path", "load_students", "train_students",
-           "continuation_batch", "variant_loss", "sample_continuations"]
+__all__ = ["DISTILL_RECIPE", "VARIANTS", "STUDENTS_DIR", "student_path", "load_students", "save_students",
+           "train_students", "continuation_batch", "continuation_mask", "variant_loss", "sample_continuations"]
 
 STUDENTS_DIR = Path(__file__).with_name("checkpoints")
 
@@ -60,9 +60,9 @@ DISTILL_RECIPE: dict = {
     "config": STUDENT_CONFIGS["tiny"].to_dict(),
     "teacher_recipe_hash": recipe_hash(TEACHER_RECIPE),
     "seeds": [0, 1, 2],
-    "base": {"steps": 1000, "batch_size": 16, "context": 128, "lr": 3e-3, "min_lr": 3e-4, "warmup": 100,
+    "base": {"steps": 800, "batch_size": 16, "context": 128, "lr": 3e-3, "min_lr": 3e-4, "warmup": 100,
              "weight_decay": 0.1, "betas": [0.9, 0.95], "grad_clip": 1.0},
-    "distill": {"steps": 500, "batch_size": 16, "prompt": 32, "continuation": 96, "lr": 1e-3,
+    "distill": {"steps": 400, "batch_size": 16, "prompt": 32, "continuation": 64, "lr": 1e-3,
                 "min_lr": 1e-4, "warmup": 20, "weight_decay": 0.1, "betas": [0.9, 0.95], "grad_clip": 1.0,
                 "T": 1.0, "beta": 0.5, "sample_temperature": 1.0},
     "variants": VARIANTS,
