@@ -1,5 +1,10 @@
-"""kdcore.llm: a tiny GPT and the LLM compression methods of notebooks 12-14.
+"""The LLM track: a tiny GPT on the standard library's docstrings, and the tools to compress it.
 
-Placeholder created on branch h13 before the foundation (issue 11) was merged; the foundation's
-``__init__`` replaces it at merge.
+``corpus``    the docstrings corpus (character level, train / val / calib splits, cached)
+``gpt``       a readable decoder-only transformer (``GPT``, ``GPTConfig``, ``KVCache``)
+``eval``      perplexity, calibration inputs through forward hooks, ``H = 2·XᵀX/n``
+``train``     training loop, safetensors checkpoints, the shipped teacher (``load_teacher``)
+``quantize``  LLM weight quantization (group-wise RTN, GPTQ, AWQ, SmoothQuant) and KV-cache quantization
+
+Import the submodules directly (``from kdcore.llm.gpt import GPT``); this package imports nothing eagerly.
 """
