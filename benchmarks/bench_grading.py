@@ -8,7 +8,7 @@ Measures, end to end through the command line (what an instructor waits for):
 3. 30 submissions with ``--jobs 2``                       (target: < 3 min on 2 cores), ratio vs 2.;
 4. 30 submissions with ``--jobs 2`` and every grading process a new interpreter instead of a fork of
    the pre-loaded server (``KDCORE_GRADE_FORK=0``), ratio vs 3.;
-and one in-process ``kdcore.grading.check`` call per exercise on the reference itself.
+and one in-process ``kdcore.checking.check`` call per exercise on the reference itself.
 
 Submissions: copies of a solution notebook (``solutions/01_soft_labels.ipynb`` by default); every third
 one is the learner notebook (all exercises unsolved) and every third+1 has its outputs and counts
@@ -56,7 +56,7 @@ def run_cli(args: list[str], env: dict | None = None) -> float:
 def time_checks() -> list[tuple[str, float]]:
     import torch
 
-    from kdcore.grading import EXERCISES, REFERENCES, check
+    from kdcore.checking import EXERCISES, REFERENCES, check
     torch.set_num_threads(1)
     rows = []
     for exercise_id in EXERCISES:

@@ -7,11 +7,11 @@ in the course docs). Submodules, one concept each:
 ``prune``     magnitude / global / structured pruning, schedules, SNIP, masked fine-tuning
 ``measure``   parameters, FLOPs, sparse storage, model size, latency
 ``quantize``  affine quantization, weight sharing, separable-conv parameter counts
-``select``    rule table for choosing a compression technique
+``choose``    rule table for choosing a compression technique
 ``data``      offline data sets (scikit-learn digits, MNIST-1D generated locally)
 ``models``    small teacher and student networks
 ``train``     seeded training / evaluation / distillation loops
-``grading``   ``check(exercise_id, fn)``: the grader used by the notebooks
+``checking``  ``check(exercise_id, fn)``: the grader used by the notebooks
 
 Names are resolved lazily, so ``import kdcore`` stays fast and a notebook only pays for what it uses.
 """
@@ -22,30 +22,30 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> submodule that defines it
-_EXPORTS: dict[str, str] = {
-    # distill
-    "softmax_t": "distill", "kl_divergence": "distill", "soft_cross_entropy": "distill",
-    "kd_loss": "distill", "distill_step": "distill", "attention_map": "distill",
-    "at_loss": "distill", "hint_loss": "distill", "sequence_kd_loss": "distill",
-    # prune
-    "magnitude_mask": "prune", "global_magnitude_masks": "prune", "prune_neurons": "prune",
-    "prune_conv_channels": "prune", "apply_masks": "prune", "masked_sgd_step": "prune",
-    "sparsity_schedule": "prune", "snip_scores": "prune", "sparsity_report": "prune",
-    # measure
-    "count_parameters": "measure", "conv2d_flops": "measure", "model_flops": "measure",
-    "csr_bytes": "measure", "model_size_bytes": "measure", "measure_latency": "measure",
-    "compare_latency": "measure",
-    # quantize
-    "quantize_affine": "quantize", "dequantize": "quantize", "quantize_per_channel": "quantize",
-    "fake_quantize_model": "quantize", "kmeans_share": "quantize", "separable_params": "quantize",
-    # select
-    "choose_technique": "select", "rank_techniques": "select",
-    # grading
-    "check": "grading",
+# Public names that are not exercises -> the submodule that defines them. The exercises (kdcore.kd_loss, ...)
+# are added from the manifest, kdcore/exercises/manifest.toml, so that list is written once.
+_LIBRARY_EXPORTS: dict[str, str] = {
+    "hint_loss": "distill", "prune_conv_channels": "prune", "apply_masks": "prune", "sparsity_report": "prune",
+    "prunable_weights": "prune", "gradual_prune": "prune", "model_flops": "measure", "model_size_bytes": "measure",
+    "measure_latency": "measure", "compare_latency": "measure", "saved_bytes": "measure",
+    "quantize_per_channel": "quantize", "fake_quantize_model": "quantize", "rank_techniques": "choose",
+    "check": "checking",
 }
 
-_SUBMODULES = {"distill", "prune", "measure", "quantize", "select", "data", "models", "train", "grading", "text"}
+
+def _exercise_exports() -> dict[str, str]:
+    """id -> module of its reference, read from the manifest (stdlib only: ``import kdcore`` stays fast)."""
+    import tomllib
+    from pathlib import Path
+
+    manifest = Path(__file__).with_name("exercises") / "manifest.toml"
+    records = tomllib.loads(manifest.read_text(encoding="utf-8"))["exercise"]
+    return {r["id"]: r["reference"].rpartition(".")[0].removeprefix("kdcore.") for r in records}
+
+
+_EXPORTS: dict[str, str] = {**_exercise_exports(), **_LIBRARY_EXPORTS}
+
+_SUBMODULES = {"distill", "prune", "measure", "quantize", "choose", "data", "models", "train", "checking", "text"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 

@@ -6,7 +6,7 @@
 Fast path: the notebook is not run. Only the top-level imports, ``def``/``class`` statements and constant
 assignments of its code cells run, in notebook order (so a duplicated cell's last definition wins), each
 statement on its own so that one failing import does not hide the other exercises. Then, for every
-exercise whose function is defined, ``kdcore.grading.run_candidate`` records the function's outputs on the
+exercise whose function is defined, ``kdcore.checking.run_candidate`` records the function's outputs on the
 exercise's cases; they are saved with ``torch.save`` and judged by the parent process, which computes the
 references itself: patching ``kdcore`` here cannot change a grade.
 
@@ -144,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # Bind the grader before any learner code runs: a submission that replaces
-    # kdcore.grading.run_candidate afterwards does not change what runs here.
+    # kdcore.checking.run_candidate afterwards does not change what runs here.
     import torch
-    from kdcore.grading import EXERCISES, run_candidate
+    from kdcore.checking import EXERCISES, run_candidate
     torch.set_num_threads(max(1, args.threads))
 
     namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}

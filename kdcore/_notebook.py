@@ -48,7 +48,7 @@ def solution_regions(source: str, where: str) -> list[tuple[int, int]]:
 
     ``where`` names the notebook and cell for error messages. Raises ``NotebookFormatError`` for an
     END without BEGIN, a BEGIN inside a region, a BEGIN never closed, or a ``### BEGIN HIDDEN`` region
-    (hidden tests are not supported: the grader's cases live in ``kdcore.grading``).
+    (hidden tests are not supported: the grader's cases live in ``kdcore.checking``).
     """
     regions: list[tuple[int, int]] = []
     start: int | None = None
@@ -57,7 +57,7 @@ def solution_regions(source: str, where: str) -> list[tuple[int, int]]:
         if kind == "hidden":
             raise NotebookFormatError(
                 f"{where}, line {number + 1}: '{line.strip()}' regions are not supported; grading cases "
-                "belong in kdcore.grading, not in the notebook")
+                "belong in kdcore.checking, not in the notebook")
         if kind == "begin":
             if start is not None:
                 raise NotebookFormatError(

@@ -6,6 +6,8 @@
   (``$KDCORE_CACHE``, else ``$XDG_CACHE_HOME/kdcore``, else ``~/.cache/kdcore``), never in the repository.
 
 Nothing here touches the network.
+
+(Used by notebooks 01–10; no exercise of its own.)
 """
 from __future__ import annotations
 

@@ -8,6 +8,11 @@ Conventions (see ``docs/EXERCISES.md``):
 * natural logarithm everywhere, so KL and cross-entropy are in nats;
 * the teacher is a constant: every teacher tensor is detached, no gradient ever reaches it.
 
+Taught in notebooks 01 (softmax_t, kl_divergence, soft_cross_entropy), 02 (kd_loss), 03 (distill_step),
+04 (attention_map, at_loss) and 11 (sequence_kd_loss). Each exercise's record is in
+``kdcore/exercises/manifest.toml`` and its grading module, with the wrong answers candidates write, in
+``kdcore/exercises/<id>.py``. The functions here are the references: read them after your own attempt.
+
 Everything goes through ``log_softmax`` (never ``log(softmax(x))``), so the losses stay finite for logits
 of magnitude 1e3 and more.
 """

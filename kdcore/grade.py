@@ -11,10 +11,10 @@ with the best score per exercise and the worst status.
 Each submission runs in a fresh process (``kdcore._grade_worker``: a copy of the file, a private
 working folder, an address-space limit, a wall-clock ``--timeout``) that executes only the notebook's
 imports, definitions and constant assignments, runs each defined exercise function on the grader's cases
-(``kdcore.grading.run_candidate``, ``--case-timeout`` per case) and saves the outputs. This process loads
-them with ``torch.load(weights_only=True)`` and judges them with ``kdcore.grading.judge``, computing the
+(``kdcore.checking.run_candidate``, ``--case-timeout`` per case) and saves the outputs. This process loads
+them with ``torch.load(weights_only=True)`` and judges them with ``kdcore.checking.judge``, computing the
 references itself. On POSIX the grading processes are forks of a server process that has imported torch
-and ``kdcore.grading`` once and never runs learner code (about 2 s saved per submission); set the
+and ``kdcore.checking`` once and never runs learner code (about 2 s saved per submission); set the
 environment variable ``KDCORE_GRADE_FORK=0`` to start a new interpreter for each instead. If the worker
 dies inside one exercise, that exercise scores 0 and a new worker grades
 the remaining ones (within the same ``--timeout``).
@@ -148,7 +148,7 @@ def _worker_env(threads: int) -> dict[str, str]:
 
 class _Child:
     """One grading process, started either by forking a pristine server that has already imported torch
-    and kdcore.grading (POSIX: about 2 s of imports saved per submission) or as a new interpreter."""
+    and kdcore.checking (POSIX: about 2 s of imports saved per submission) or as a new interpreter."""
 
     _context = None
 
@@ -157,7 +157,7 @@ class _Child:
         if cls._context is None and "forkserver" in multiprocessing.get_all_start_methods():
             cls._context = multiprocessing.get_context("forkserver")
             # The server imports these once; it never runs learner code, each child is a fresh fork of it.
-            cls._context.set_forkserver_preload(["kdcore._grade_worker", "torch", "kdcore.grading"])
+            cls._context.set_forkserver_preload(["kdcore._grade_worker", "torch", "kdcore.checking"])
         return cls._context
 
     def __init__(self, argv: list[str], workdir: Path, threads: int, use_fork: bool = True) -> None:
@@ -288,7 +288,7 @@ def _worse(a: str, b: str) -> str:
 def judge_submission(submission: Submission, raw: dict, max_record_bytes: int = 256 * 2**20) -> Result:
     """Load the saved outputs (weights_only) and judge them against references computed here."""
     import torch
-    from kdcore.grading import judge
+    from kdcore.checking import judge
 
     result = Result(submission, status=raw["status"], notes=list(raw["notes"]))
     info = raw["info"]
@@ -346,7 +346,7 @@ def grade(submissions: list[Submission], *, exercises: list[str] | None = None, 
     """
     from tqdm.auto import tqdm
 
-    import kdcore.grading  # noqa: F401  (imported before any learner code runs)
+    import kdcore.checking  # noqa: F401  (imported before any learner code runs)
 
     options = _Options(list(exercises or []), timeout, case_timeout, memory_mb,
                        threads=max(1, (os.cpu_count() or 1) // jobs), fork=fork)
@@ -416,7 +416,7 @@ def columns_for(results: list[Result], requested: list[str] | None) -> list[str]
     notebook number matches a submission's file name (``02_kd.ipynb`` -> the exercises of notebook 02), so a
     deleted cell still shows as a 0.
     """
-    from kdcore.grading import EXERCISES
+    from kdcore.checking import EXERCISES
 
     if requested:
         return list(requested)
@@ -545,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.memory_mb < 1024:
         parser.error(f"--memory-mb must be >= 1024 (importing torch needs about 700 MB), got {args.memory_mb}")
-    from kdcore.grading import EXERCISES
+    from kdcore.checking import EXERCISES
 
     exercises = None
     if args.exercises:

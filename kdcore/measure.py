@@ -1,4 +1,9 @@
-"""Measuring a model: parameters, FLOPs, storage (dense and CSR) and CPU latency."""
+"""Measuring a model: parameters, FLOPs, storage (dense and CSR) and CPU latency.
+
+Taught in notebook 07 (count_parameters, conv2d_flops, csr_bytes; latency as interleaved ratios) and used by
+05–10 and the benchmarks. Exercise records: ``kdcore/exercises/manifest.toml``; grading modules with the wrong
+answers candidates write: ``kdcore/exercises/<id>.py``.
+"""
 from __future__ import annotations
 
 import math
@@ -23,7 +28,7 @@ def _check_model(model) -> nn.Module:
     return model
 
 
-def _named_effective_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+def named_effective_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, tensor)`` for every parameter, each shared tensor once.
 
     A weight pruned with ``torch.nn.utils.prune`` is stored as ``weight_orig`` (a parameter) and
@@ -51,8 +56,8 @@ def count_parameters(model: nn.Module, nonzero_only: bool = False) -> int:
     """
     _check_model(model)
     if nonzero_only:
-        return sum(int(torch.count_nonzero(w)) for _, w in _named_effective_weights(model))
-    return sum(w.numel() for _, w in _named_effective_weights(model))
+        return sum(int(torch.count_nonzero(w)) for _, w in named_effective_weights(model))
+    return sum(w.numel() for _, w in named_effective_weights(model))
 
 
 def _pair(name: str, value) -> tuple[int, int]:
@@ -61,6 +66,16 @@ def _pair(name: str, value) -> tuple[int, int]:
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
         return tuple(v.integer(name, n, minimum=1) for n in value)
     return (v.integer(name, value, minimum=1),) * 2
+
+
+def saved_bytes(model: nn.Module) -> int:
+    """Bytes of ``torch.save(model.state_dict())``: what the model costs on disk, format overhead included."""
+    import io
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell()
 
 
 def conv2d_flops(c_in: int, c_out: int, kernel_size: int | tuple[int, int], out_hw: int | tuple[int, int],
@@ -149,7 +164,7 @@ def model_size_bytes(model: nn.Module, bits: int = 32, sparse: bool = False) -> 
     if not isinstance(sparse, bool):
         raise TypeError(f"sparse must be a bool, got {type(sparse).__name__}")
     total_bits = 0
-    for _, w in _named_effective_weights(model):
+    for _, w in named_effective_weights(model):
         if sparse and w.dim() >= 2:
             rows = w.shape[0]
             nnz = int(torch.count_nonzero(w))

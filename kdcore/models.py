@@ -1,4 +1,7 @@
-"""Small teacher and student networks for the course's data sets (all train in seconds on a CPU)."""
+"""Small teacher and student networks for the course's data sets (all train in seconds on a CPU).
+
+(Used by notebooks 01–10; no exercise of its own.)
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence

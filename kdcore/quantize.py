@@ -1,4 +1,5 @@
-"""Quantization and weight sharing.
+"""Quantization and weight sharing. Taught in notebook 09 (quantize_affine, dequantize, kmeans_share,
+separable_params; grading modules in ``kdcore/exercises/<id>.py``) and used by 07 and 10.
 
 * :func:`quantize_affine` / :func:`dequantize`: per-tensor uniform quantization with PyTorch's
   ``MinMaxObserver`` conventions (for bits=8 the scale and zero point are those of

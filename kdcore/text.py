@@ -234,7 +234,7 @@ def train_lm(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, mask
     from tqdm.auto import tqdm
 
     from .distill import sequence_kd_loss
-    from .train import _progress_enabled
+    from .train import progress_enabled
 
     v.integer("steps", steps, minimum=1)
     v.integer("batch_size", batch_size, minimum=1)
@@ -254,7 +254,7 @@ def train_lm(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, mask
     model.train()
     losses: list[float] = []
     perm, pos = torch.randperm(len(inputs), generator=gen), 0
-    for _ in tqdm(range(steps), desc=desc, disable=not _progress_enabled(progress), leave=False):
+    for _ in tqdm(range(steps), desc=desc, disable=not progress_enabled(progress), leave=False):
         if pos + batch_size > len(inputs):
             perm, pos = torch.randperm(len(inputs), generator=gen), 0
         idx = perm[pos:pos + batch_size]

@@ -2,6 +2,8 @@
 
 Progress bars are on by default; ``progress=False`` or the environment variable ``KDCORE_PROGRESS=0``
 silences them (the tests and CI do). Every loop is deterministic for a given ``seed``.
+
+(Used by notebooks 02–11; no exercise of its own.)
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _progress_enabled(progress: bool | None) -> bool:
+def progress_enabled(progress: bool | None) -> bool:
     if progress is not None:
         return bool(progress)
     return os.environ.get("KDCORE_PROGRESS", "1").lower() not in {"0", "false", "no", "off"}
@@ -54,6 +56,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return (predict_logits(model, x, batch_size).argmax(1) == y).float().mean().item()
 
 
+def accuracy(model: nn.Module, split) -> float:
+    """Top-1 test accuracy of ``model`` on a :class:`kdcore.data.Split` (its ``x_test``, ``y_test``)."""
+    return evaluate(model, split.x_test, split.y_test)
+
+
 def _n_steps(n_rows: int, batch_size: int, epochs: int | None, steps: int | None) -> int:
     if (epochs is None) == (steps is None):
         raise ValueError("give exactly one of epochs or steps")
@@ -76,15 +83,9 @@ def _batches(n_rows: int, batch_size: int, n_steps: int, gen: torch.Generator):
 
 
 def _apply_masks(model: nn.Module, masks: dict[str, torch.Tensor] | None) -> None:
-    if not masks:
-        return
-    params = dict(model.named_parameters())
-    unknown = set(masks) - set(params)
-    if unknown:
-        raise ValueError(f"masks has names that are not parameters of the model: {sorted(unknown)}")
-    with torch.no_grad():
-        for name, mask in masks.items():
-            params[name].mul_(mask.to(params[name].dtype))
+    if masks:
+        from .prune import apply_masks
+        apply_masks(model, masks)
 
 
 def _loop(model, n_rows, loss_fn, *, epochs, steps, batch_size, lr, weight_decay, seed, progress, desc, masks):
@@ -99,7 +100,7 @@ def _loop(model, n_rows, loss_fn, *, epochs, steps, batch_size, lr, weight_decay
     model.train()
     _apply_masks(model, masks)
     losses: list[float] = []
-    bar = tqdm(total=total, desc=desc, disable=not _progress_enabled(progress), leave=False)
+    bar = tqdm(total=total, desc=desc, disable=not progress_enabled(progress), leave=False)
     for idx in _batches(n_rows, batch_size, total, gen):
         loss = loss_fn(idx)
         opt.zero_grad(set_to_none=True)

@@ -2,7 +2,7 @@
 
 Two kinds of tests: the generator on small notebooks built here, and the repository's own
 ``solutions/`` and ``notebooks/`` (up to date, no leaked solution text, one check cell per exercise, every
-exercise of ``kdcore.grading.EXERCISES`` in exactly one notebook, nbgrader accepts them).
+exercise of ``kdcore.checking.EXERCISES`` in exactly one notebook, nbgrader accepts them).
 """
 from __future__ import annotations
 
@@ -251,7 +251,7 @@ def test_learner_notebook_keeps_signatures_and_check_cells(path):
 @pytest.mark.parametrize("path", SOLUTION_FILES, ids=lambda p: p.name)
 def test_each_exercise_in_exactly_one_notebook(path):
     """The notebook's check cells are exactly the catalogue's exercises of its number, once each."""
-    from kdcore.grading import EXERCISES
+    from kdcore.checking import EXERCISES
 
     number = path.name[:2]
     checks = list(_check_cells(nbformat.read(path, as_version=4)).values())

@@ -1,7 +1,7 @@
 """``python -m kdcore.grade``: a batch of ~30 generated submissions, correct, wrong and broken.
 
 The expected score of every student is computed independently, in this process, with
-``kdcore.grading.check(..., raise_on_fail=False)`` on the functions the submission defines; the batch grader
+``kdcore.checking.check(..., raise_on_fail=False)`` on the functions the submission defines; the batch grader
 (fresh processes, fast path, parent-side judging) must reproduce it exactly, and the broken submissions must
 cost only themselves.
 """
@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from kdcore import _notebook, grade
-from kdcore.grading import EXERCISES, check
+from kdcore.checking import EXERCISES, check
 
 EXERCISE_IDS = ["softmax_t", "kl_divergence", "soft_cross_entropy"]  # notebook 01 of docs/EXERCISES.md
 TIMEOUT = 20  # seconds per submission
@@ -157,11 +157,11 @@ def build_submissions(folder: Path) -> dict[str, dict]:
     add("deleted_cell", notebook(code), code={e: c for e, c in code.items() if c})
     # hostile: a wrong softmax_t that patches the grader and the references before running
     hostile_body = textwrap.dedent("""\
-        import kdcore, kdcore.grading, kdcore.distill
+        import kdcore, kdcore.checking, kdcore.distill
         class _Pass:
             passed, score, feedback, cases = True, 1.0, "all good", []
-        kdcore.grading.judge = lambda *a, **k: _Pass()
-        kdcore.grading.check = lambda *a, **k: _Pass()
+        kdcore.checking.judge = lambda *a, **k: _Pass()
+        kdcore.checking.check = lambda *a, **k: _Pass()
         kdcore.distill.softmax_t = lambda logits, T=1.0: torch.softmax(logits, dim=-1)
         kdcore.softmax_t = kdcore.distill.softmax_t
         return torch.softmax(logits, dim=-1)

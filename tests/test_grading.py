@@ -1,4 +1,4 @@
-"""Tests of the grader (kdcore.grading): references pass, every catalogued wrong variant fails with its own
+"""Tests of the grader (kdcore.checking): references pass, every catalogued wrong variant fails with its own
 hint, every correct alternative passes, observations survive a process boundary, and a candidate cannot
 make the judge pass by patching kdcore."""
 from __future__ import annotations
@@ -15,9 +15,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import kdcore.distill
-from kdcore.grading import (CORRECT, EXERCISES, REFERENCES, VARIANTS, CheckResult, ExerciseFailed, check, judge,
+from kdcore.checking import (CORRECT, EXERCISES, REFERENCES, VARIANTS, CheckResult, ExerciseFailed, check, judge,
                             run_candidate)
-from kdcore.grading import core
+from kdcore.checking import core
 
 ROOT = Path(__file__).resolve().parents[1]
 IDS = sorted(EXERCISES)
@@ -117,8 +117,8 @@ def test_failure_report_names_the_case_and_the_misconception(capsys):
     with pytest.raises(ExerciseFailed):
         check("kd_loss", no_t_squared)
     out = capsys.readouterr().out
-    assert "✗ random [8, 10], T=2, alpha=0.5" in out
-    assert "✓ random [8, 10], T=1, alpha=0.3" in out  # T = 1: T² changes nothing, so this case passes
+    assert "✗ n=8, c=10, T=2, alpha=0.5" in out
+    assert "✓ n=8, c=10, T=1, alpha=0.3" in out  # T = 1: T² changes nothing, so this case passes
     assert "did you forget to multiply the soft term by T**2?" in out
 
 
@@ -163,7 +163,7 @@ def test_time_limit_per_case_reports_a_failed_case():
 def test_patching_kdcore_inside_the_candidate_cannot_fool_the_judge(monkeypatch):
     """The candidate re-binds kdcore.distill.kd_loss to itself while it runs, so that a judge that looked the
     reference up again would compare the candidate with itself. The judge uses REFERENCES, captured when
-    kdcore.grading was imported, so the wrong answer is still caught."""
+    kdcore.checking was imported, so the wrong answer is still caught."""
     original = kdcore.distill.kd_loss
 
     def cheat(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
@@ -183,7 +183,7 @@ def test_judge_in_a_separate_process_matches(tmp_path):
     wrong = next(v for v in VARIANTS["separable_params"] if v.name == "k instead of k²")
     path = tmp_path / "obs.pt"
     torch.save(run_candidate("separable_params", wrong.fn), path)
-    code = ("import sys, torch; from kdcore.grading import judge; "
+    code = ("import sys, torch; from kdcore.checking import judge; "
             "r = judge('separable_params', torch.load(sys.argv[1], weights_only=True)); "
             "print(r.passed, r.score); print(r.feedback)")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import kdcore as kd
 import torch.nn.utils.prune as torch_prune
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -229,3 +230,12 @@ def test_compare_latency_ratios_against_the_baseline():
         M.compare_latency({}, torch.randn(1, 64), baseline="big")
     with pytest.raises(TypeError, match="model must be an nn.Module"):
         M.compare_latency({"a": "not a model"}, torch.randn(1, 64), baseline="a")
+
+
+def test_saved_bytes_is_the_size_of_the_saved_state_dict(tmp_path):
+    model = kd.models.MLP((8, 16, 4))
+    path = tmp_path / "archive.pt"   # torch names the zip root after the file stem; in memory it is "archive"
+    torch.save(model.state_dict(), path)
+    assert kd.measure.saved_bytes(model) == path.stat().st_size
+    with pytest.raises(TypeError, match="model"):
+        kd.measure.saved_bytes(torch.zeros(3))

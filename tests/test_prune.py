@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+import kdcore as kd
 import torch.nn.functional as F
 import torch.nn.utils.prune as torch_prune
 from hypothesis import given, settings
@@ -384,3 +385,28 @@ def test_sparsity_report_counts_and_torch_pruned_models():
     torch_prune.l1_unstructured(pruned[0], "weight", amount=0.3)
     rows = P.sparsity_report(pruned)
     assert rows[0]["name"] == "0.weight" and rows[0]["zeros"] == 30
+
+
+def test_prunable_weights_are_the_linear_and_conv_weights_only():
+    model = kd.models.DigitsCNN()
+    names = set(kd.prune.prunable_weights(model))
+    expected = {n for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1}
+    assert names == expected and names   # no biases, no norm layers
+    mlp = kd.models.MLP((4, 8, 3))
+    assert set(kd.prune.prunable_weights(mlp)) == {n for n, p in mlp.named_parameters() if p.dim() == 2}
+    with pytest.raises(TypeError, match="model"):
+        kd.prune.prunable_weights({"w": torch.zeros(2, 2)})
+
+
+def test_gradual_prune_reaches_the_final_sparsity_and_keeps_pruned_weights_at_zero():
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 16), torch.randint(0, 3, (256,))
+    model = kd.models.MLP((16, 32, 3))
+    regrown = kd.prune.gradual_prune(model, x, y, 0.8, epochs=3, seed=0, batch_size=32, events=4)
+    weights = kd.prune.prunable_weights(model)
+    zeros = sum(int((w == 0).sum()) for w in weights.values())
+    total = sum(w.numel() for w in weights.values())
+    assert zeros == round(0.8 * total)
+    assert regrown >= 0
+    with pytest.raises(ValueError, match="s_final"):
+        kd.prune.gradual_prune(model, x, y, 1.5, epochs=1)

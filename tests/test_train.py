@@ -3,6 +3,7 @@ import copy
 
 import pytest
 import torch
+import kdcore as kd
 import torch.nn.functional as F
 
 import kdcore.train as train
@@ -42,7 +43,7 @@ def test_masks_hold_pruned_weights_at_zero(digits):
     train.fit(model, digits.x_train, digits.y_train, steps=50, progress=False, masks={"layers.0.weight": mask})
     assert torch.all(model.layers[0].weight[~mask] == 0)
     assert torch.count_nonzero(model.layers[0].weight[mask]) == mask.sum()
-    with pytest.raises(ValueError, match="not parameters"):
+    with pytest.raises(ValueError, match="not a parameter"):
         train.fit(model, digits.x_train, digits.y_train, steps=1, progress=False, masks={"nope": mask})
 
 
@@ -92,3 +93,9 @@ def test_pretrained_teacher_is_accurate_and_copied():
     with torch.no_grad():
         a.fc.weight.zero_()
     assert train.evaluate(b, split.x_test, split.y_test) > 0.95
+
+
+def test_accuracy_is_evaluate_on_the_test_split():
+    split = kd.data.load_digits()
+    model = kd.models.MLP((64, 10))
+    assert kd.train.accuracy(model, split) == kd.train.evaluate(model, split.x_test, split.y_test)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.ao.quantization import MinMaxObserver
 
-from ._build import call_case, gen, randn
+from .cases import call_case, gen, randn
 from .core import (Case, Exercise, Observation, Variant, changed, compare_obs, compare_values, register,
                    tensor_snapshot, type_name, MUTATION_HINT)
 

@@ -1,8 +1,8 @@
 """Cases and misconception catalogue of choose_technique (notebook 10).
 
-Each case is a fully specified, unambiguous scenario (every key of ``kdcore.select`` given, so no case relies
+Each case is a fully specified, unambiguous scenario (every key of ``kdcore.choose`` given, so no case relies
 on a default); its name states the reason for the expected answer. The expected answer itself comes from the
-reference ``kdcore.select.choose_technique`` at judging time.
+reference ``kdcore.choose.choose_technique`` at judging time.
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def _ct_display_names(scenario):
 
 register(
     Exercise("choose_technique", "10", "choose_technique(scenario)", [_case(n, c) for n, c in SCENARIOS],
-             "kdcore.select.choose_technique", "one technique name per unambiguous scenario"),
+             "kdcore.choose.choose_technique", "one technique name per unambiguous scenario"),
     wrong=[
         Variant("always post-training quantization", _ct_always_ptq,
                 "PTQ is the cheapest first step, but not when more than 4x is needed, the tolerance is tight, or "

@@ -1,4 +1,4 @@
-"""Which compression technique fits a deployment scenario? A small, explicit rule table.
+"""Which compression technique fits a deployment scenario? A small, explicit rule table (notebook 10).
 
 ``rank_techniques(scenario)`` returns ``[(technique, reason), ...]`` best first; ``choose_technique(scenario)``
 returns the top technique.  Technique names: ``"distillation"``, ``"unstructured_pruning"``,
@@ -39,9 +39,11 @@ The facts behind the rules:
   at the price of retraining with labels (Jacob et al. 2018; Krishnamoorthi, arXiv:1806.08342, 2018);
 * unstructured (magnitude) pruning removes 9-13× of the weights of AlexNet/VGG-16 with retraining (Han et al.,
   NeurIPS 2015), but the zeros are still multiplied by dense kernels: no speed-up without sparse kernels
-  (this repository's MEASURED.md: 90 %-sparse CNN 0.99× latency on CPU);
+  (benchmarks/bench_latency.py, benchmarks/README.md: 90 %-sparse DigitsCNN 1.01× at batch 1 and 1.02× at
+  batch 256 on CPU);
 * structured pruning removes whole channels/neurons, so the smaller dense layers are faster on any hardware
-  (Li et al., ICLR 2017; MEASURED.md: 50 % of channels → 2.49× at batch 256);
+  (Li et al., ICLR 2017; benchmarks/README.md, bench_latency.py: 50 % of channels → 1.40× at batch 1 and
+  3.55× at batch 256);
 * distillation trains a different, smaller network from a teacher's soft targets, so any architecture and
   reduction factor is possible, and it needs no labels (Hinton et al., 2015);
 * MCUs and mobile NPUs run integer models (many NPUs accept only quantized ones), so there quantization is
@@ -191,7 +193,7 @@ RULES: list[Rule] = [
          "structured_pruning",
          "dense kernels: removing whole channels/neurons gives smaller dense layers that are really faster; "
          "unstructured zeros would still be multiplied (no speed-up)",
-         "Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017; MEASURED.md (2.49x vs 0.99x)"),
+         "Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017; benchmarks/bench_latency.py (3.55x vs 1.02x at batch 256)"),
     Rule("no_labels_teacher",
          lambda s: not s.labelled_data and s.teacher_available and _trains(s),
          "distillation",

@@ -10,8 +10,8 @@ Two halves, so that a learner's code and the judging can run in different proces
   same inputs; if the learner's observation matches a wrong variant's, that variant's hint names the
   misconception.
 
-Trust: the references are the functions captured in ``REFERENCES`` when ``kdcore.grading`` is first
-imported (see :mod:`kdcore.grading.references`), not looked up again at judging time. A learner function
+Trust: the references are the functions captured in ``REFERENCES`` when ``kdcore.checking`` is first
+imported (see :mod:`kdcore.checking.references`), not looked up again at judging time. A learner function
 that re-binds ``kdcore.distill.kd_loss`` while it runs cannot change what the judge compares against in
 the same process; the batch grader (``python -m kdcore.grade``) goes further and judges in a separate
 process that never runs learner code.
@@ -49,6 +49,9 @@ class Case:
     name: str
     observe: Callable[[Callable], Observation]
     compare: Callable[[Observation, Observation], "Failure | None"]
+    # An extra condition checked only against the reference, never when diagnosing against a wrong variant
+    # (e.g. "reconstruction error within 5 % of the reference's": a variant is matched by compare alone).
+    versus_reference: "Callable[[Observation, Observation], Failure | None] | None" = None
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Exercise:
     reference: str = ""          # dotted path of the reference, e.g. "kdcore.distill.kd_loss"
     summary: str = ""
     timeout: float = 10.0
+    equivalent_mutants: dict[str, str] = field(default_factory=dict)   # mutant id -> why it is equivalent
 
 
 @dataclass
@@ -105,7 +109,7 @@ class ExerciseFailed(AssertionError):
                 "(see the report above)"]
 
 
-# Registries, filled by the topic modules (kdcore.grading.ex_*).
+# Registries, filled from the manifest and the exercise modules by kdcore.checking (see its __init__).
 EXERCISES: dict[str, Exercise] = {}
 VARIANTS: dict[str, list[Variant]] = {}
 CORRECT: dict[str, list[Variant]] = {}   # correct but different solutions: must pass
@@ -312,7 +316,7 @@ def compare_obs(cand: Observation, ref: Observation, *, rtol: float = 1e-4, atol
             got = cand.get("raised") or "no exception"
             want = ref["raised"] or "no exception"
             return f"expected {want}, got {got}", (VALIDATE_HINT if ref["raised"] else ERROR_HINT)
-    order = keys if keys is not None else [k for k in ref if k not in ("raised", "__reference__")]
+    order = keys if keys is not None else [k for k in ref if k != "raised"]
     for key in sorted(order, key=lambda k: k not in _FLAG_MESSAGES):
         if key not in ref:
             continue
@@ -421,7 +425,7 @@ def _reference(exercise_id: str) -> Callable:
     from .references import REFERENCES
     ref = REFERENCES.get(exercise_id)
     if ref is None:
-        raise RuntimeError(f"the reference for {exercise_id!r} could not be imported when kdcore.grading was "
+        raise RuntimeError(f"the reference for {exercise_id!r} could not be imported when kdcore.checking was "
                            f"loaded ({EXERCISES[exercise_id].reference}); reinstall kdcore")
     return ref
 
@@ -545,7 +549,6 @@ def _judge(exercise_id: str, observations: list[Observation]) -> CheckResult:
         if "error" in ref:
             raise RuntimeError(f"grader bug: the reference of {exercise_id!r} failed on case {case.name!r}: "
                                f"{ref['error']}")
-        ref["__reference__"] = True  # lets a compare tell judging (vs reference) from diagnosing (vs variant)
         refs.append(ref)
         if not isinstance(cand, dict):
             cand = {"error": f"TypeError: observation is {type(cand).__name__}, not a dict", "error_type": "TypeError"}
@@ -562,7 +565,10 @@ def _judge(exercise_id: str, observations: list[Observation]) -> CheckResult:
             failures.append((f"raised {message}", generic))
             continue
         try:
-            failures.append(case.compare(cand, ref))
+            failure = case.compare(cand, ref)
+            if failure is None and case.versus_reference is not None:
+                failure = case.versus_reference(cand, ref)
+            failures.append(failure)
         except Exception as err:  # noqa: BLE001 - e.g. a candidate returned something unexpected
             failures.append((f"could not compare the result ({type(err).__name__}: {err})", None))
     passed = [f is None for f in failures]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune as tprune
 
-from ._build import call_case, randn, raises_case
+from .cases import call_case, randn, raises_case
 from .core import (Case, Exercise, Observation, Variant, changed, compare_values, grads, module_state,
                    register, tensor_snapshot, type_name, MUTATION_HINT)
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._build import call_case, labels, probs, randn, raises_case
+from .cases import call_case, labels, probs, randn, raises_case
 from .core import (Case, Exercise, Observation, Variant, compare_values, grads, module_state, register,
                    tensor_snapshot, changed, TEACHER_GRAD_HINT)
 
@@ -285,216 +285,6 @@ register(
 
 
 # ===================================================================================================
-# kd_loss
-# ===================================================================================================
-def _kd_inputs(n: int, c: int, seed: int, scale: float = 2.0):
-    return randn(n, c, seed=seed, scale=scale), randn(n, c, seed=seed + 1000, scale=scale), labels(n, c, seed + 2000)
-
-
-def _kd_case(name: str, n: int, c: int, seed: int, T=None, alpha=None, scale: float = 2.0, **kw) -> Case:
-    def build():
-        s, t, y = _kd_inputs(n, c, seed, scale)
-        kwargs = {}
-        if T is not None:
-            kwargs["T"] = T
-        if alpha is not None:
-            kwargs["alpha"] = alpha
-        return (s, t, y), kwargs
-    return call_case(name, build, **kw)
-
-
-_KD_FIXED_S = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, -1.0]])
-_KD_FIXED_T = torch.tensor([[3.0, 0.5, -0.5], [0.0, 4.0, 1.0]])
-
-
-def _kd_cases() -> list[Case]:
-    return [
-        call_case("fixed example (2 rows, 3 classes), T=4, alpha=0.9",
-                  lambda: ((_KD_FIXED_S.clone(), _KD_FIXED_T.clone(), torch.tensor([0, 1])),
-                           {"T": 4.0, "alpha": 0.9})),
-        _kd_case("random [8, 10], T=2, alpha=0.5", 8, 10, 31, 2.0, 0.5),
-        _kd_case("random [16, 5], T=4, alpha=0.9", 16, 5, 32, 4.0, 0.9),
-        _kd_case("random [8, 10], T=1, alpha=0.3", 8, 10, 33, 1.0, 0.3),
-        _kd_case("single row [1, 7], T=3, alpha=0.7", 1, 7, 34, 3.0, 0.7),
-        _kd_case("defaults (T=4, alpha=0.9), called without them", 6, 4, 35),
-        _kd_case("alpha = 1: soft term only, T=5", 6, 8, 36, 5.0, 1.0),
-        _kd_case("alpha = 0: hard cross-entropy only, T=3", 6, 8, 37, 3.0, 0.0),
-        _kd_case("logits of magnitude 1e3, T=4, alpha=0.9", 8, 10, 38, 4.0, 0.9, scale=1e3, atol=1e-3),
-        _kd_case("gradient w.r.t. the student only, T=2, alpha=0.6", 8, 6, 39, 2.0, 0.6, grad=(0, 1)),
-        _kd_case("gradient, [4, 12], T=8, alpha=0.9", 4, 12, 40, 8.0, 0.9, grad=(0, 1)),
-    ]
-
-
-def _kd_parts(s, t, y, T, alpha, *, soft_dim=-1, detach=True):
-    t = t.detach() if detach else t
-    soft = F.kl_div(F.log_softmax(s / T, dim=soft_dim), F.softmax(t / T, dim=soft_dim), reduction="batchmean")
-    hard = F.cross_entropy(s, y)
-    return soft, hard
-
-
-def _kd_seed000(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    return F.kl_div(student_logits, teacher_logits, reduction="sum")
-
-
-def _kd_no_T2(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    soft, hard = _kd_parts(student_logits, teacher_logits, labels, T, alpha)
-    return alpha * soft + (1 - alpha) * hard
-
-
-def _kd_T_not_T2(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    soft, hard = _kd_parts(student_logits, teacher_logits, labels, T, alpha)
-    return alpha * T * soft + (1 - alpha) * hard
-
-
-def _kd_mean(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    s, t = student_logits, teacher_logits.detach()
-    soft = F.kl_div(F.log_softmax(s / T, dim=-1), F.softmax(t / T, dim=-1), reduction="mean")
-    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(s, labels)
-
-
-def _kd_sum(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    s, t = student_logits, teacher_logits.detach()
-    soft = F.kl_div(F.log_softmax(s / T, dim=-1), F.softmax(t / T, dim=-1), reduction="sum")
-    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(s, labels)
-
-
-def _kd_reversed(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    s, t = student_logits, teacher_logits.detach()
-    soft = F.kl_div(F.log_softmax(t / T, dim=-1), F.softmax(s / T, dim=-1), reduction="batchmean")
-    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(s, labels)
-
-
-def _kd_T_student_only(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    s, t = student_logits, teacher_logits.detach()
-    soft = F.kl_div(F.log_softmax(s / T, dim=-1), F.softmax(t, dim=-1), reduction="batchmean")
-    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(s, labels)
-
-
-def _kd_T_teacher_only(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    s, t = student_logits, teacher_logits.detach()
-    soft = F.kl_div(F.log_softmax(s, dim=-1), F.softmax(t / T, dim=-1), reduction="batchmean")
-    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(s, labels)
-
-
-def _kd_alpha_swapped(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    soft, hard = _kd_parts(student_logits, teacher_logits, labels, T, alpha)
-    return (1 - alpha) * T * T * soft + alpha * hard
-
-
-def _kd_T_on_hard(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    soft, _ = _kd_parts(student_logits, teacher_logits, labels, T, alpha)
-    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(student_logits / T, labels)
-
-
-def _kd_dim0(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    soft, hard = _kd_parts(student_logits, teacher_logits, labels, T, alpha, soft_dim=0)
-    return alpha * T * T * soft + (1 - alpha) * hard
-
-
-def _kd_log_softmax_naive(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    s, t = student_logits, teacher_logits.detach()
-    soft = F.kl_div(torch.log(torch.softmax(s / T, dim=-1)), torch.softmax(t / T, dim=-1), reduction="batchmean")
-    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(s, labels)
-
-
-def _kd_no_detach(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    soft, hard = _kd_parts(student_logits, teacher_logits, labels, T, alpha, detach=False)
-    return alpha * T * T * soft + (1 - alpha) * hard
-
-
-def _kd_per_sample(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    s, t = student_logits, teacher_logits.detach()
-    soft = F.kl_div(F.log_softmax(s / T, dim=-1), F.softmax(t / T, dim=-1), reduction="none").sum(-1)
-    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(s, labels, reduction="none")
-
-
-def _kd_T_fixed(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    T = 4.0
-    soft, hard = _kd_parts(student_logits, teacher_logits, labels, T, alpha)
-    return alpha * T * T * soft + (1 - alpha) * hard
-
-
-def _kd_alpha_fixed(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    alpha = 0.9
-    soft, hard = _kd_parts(student_logits, teacher_logits, labels, T, alpha)
-    return alpha * T * T * soft + (1 - alpha) * hard
-
-
-def _kd_soft_ce(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    s, t = student_logits, teacher_logits.detach()
-    soft = -(F.softmax(t / T, dim=-1) * F.log_softmax(s / T, dim=-1)).sum(-1).mean()
-    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(s, labels)
-
-
-def _kd_ok_f(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    soft = F.kl_div(F.log_softmax(student_logits / T, dim=1),
-                    F.softmax(teacher_logits.detach() / T, dim=1), reduction="batchmean")
-    return alpha * (T ** 2) * soft + (1.0 - alpha) * F.cross_entropy(student_logits, labels)
-
-
-def _kd_ok_module(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    with torch.no_grad():
-        log_p_t = F.log_softmax(teacher_logits / T, dim=-1)
-    soft = nn.KLDivLoss(reduction="batchmean", log_target=True)(F.log_softmax(student_logits / T, dim=-1), log_p_t)
-    return alpha * T * T * soft + (1 - alpha) * nn.CrossEntropyLoss()(student_logits, labels)
-
-
-def _kd_ok_manual(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
-    log_p_t = torch.log_softmax(teacher_logits.detach() / T, dim=-1)
-    log_p_s = torch.log_softmax(student_logits / T, dim=-1)
-    soft = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()
-    hard = F.nll_loss(torch.log_softmax(student_logits, dim=-1), labels)
-    return alpha * T * T * soft + (1 - alpha) * hard
-
-
-register(
-    Exercise("kd_loss", "02", "kd_loss(student_logits, teacher_logits, labels, T=4.0, alpha=0.9)", _kd_cases(),
-             "kdcore.distill.kd_loss", "alpha·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−alpha)·CE(s, labels)"),
-    wrong=[
-        Variant("seed 000: F.kl_div on raw logits", _kd_seed000,
-                "F.kl_div(input, target) needs input = log_softmax(student/T) and target = softmax(teacher/T); "
-                "seed 000's F.kl_div(logits_student, logits_teacher, reduction='sum') passes raw logits (and "
-                "drops T, alpha and the label term)"),
-        Variant("missing T²", _kd_no_T2,
-                "off by a factor of T²: did you forget to multiply the soft term by T**2? (it keeps the soft "
-                "gradients' size independent of T)"),
-        Variant("T instead of T²", _kd_T_not_T2, "the soft term is scaled by T**2, not by T"),
-        Variant("reduction='mean'", _kd_mean,
-                "reduction='mean' divides by batch × classes: use reduction='batchmean' (sum over classes, "
-                "mean over rows)"),
-        Variant("reduction='sum'", _kd_sum,
-                "reduction='sum' adds up the whole batch: divide by the batch size (reduction='batchmean')"),
-        Variant("reversed KL", _kd_reversed,
-                "KL direction reversed: the teacher's distribution is the target, KL(p_teacher ‖ p_student) = "
-                "F.kl_div(log_softmax(s/T), softmax(t/T))"),
-        Variant("T on the student only", _kd_T_student_only,
-                "the temperature must soften both distributions: softmax(teacher / T) as well as student / T"),
-        Variant("T on the teacher only", _kd_T_teacher_only,
-                "the temperature must soften both distributions: log_softmax(student / T) as well"),
-        Variant("alpha on the wrong term", _kd_alpha_swapped,
-                "alpha weights the soft (teacher) term: alpha·T²·KL + (1−alpha)·CE; you swapped them"),
-        Variant("T applied to the hard-label term", _kd_T_on_hard,
-                "the hard cross-entropy with the labels uses the plain logits (T = 1), not student / T"),
-        Variant("softmax over dim 0", _kd_dim0,
-                "softmax over the wrong dimension: classes are the last dim (dim=-1 / dim=1), not the batch"),
-        Variant("log(softmax(x))", _kd_log_softmax_naive,
-                "log(softmax(x)) underflows to log(0) = −inf for large logits: use F.log_softmax"),
-        Variant("teacher not detached", _kd_no_detach, TEACHER_GRAD_HINT),
-        Variant("per-sample vector", _kd_per_sample,
-                "return a scalar: average the per-sample losses over the batch"),
-        Variant("T hard-coded", _kd_T_fixed, "the T argument is ignored (hard-coded 4?): use the T passed in"),
-        Variant("alpha hard-coded", _kd_alpha_fixed,
-                "the alpha argument is ignored (hard-coded 0.9?): use the alpha passed in"),
-        Variant("soft cross-entropy instead of KL", _kd_soft_ce,
-                "you used the soft cross-entropy −Σ p_t·log p_s; the contract is KL, which is smaller by the "
-                "teacher's entropy (same gradient, different value)"),
-    ],
-    correct=[Variant("F.kl_div batchmean", _kd_ok_f, ""), Variant("nn.KLDivLoss log_target", _kd_ok_module, ""),
-             Variant("hand-written log_softmax sums", _kd_ok_manual, "")],
-)
-
-
-# ===================================================================================================
 # distill_step
 # ===================================================================================================
 def _step_setup(seed: int, *, momentum: float = 0.0, stale: bool = False):
@@ -569,7 +359,8 @@ def _step_cases() -> list[Case]:
 
 
 def _kd(s, t, y, T=4.0, alpha=0.9):
-    return _kd_ok_f(s, t, y, T, alpha)
+    from kdcore.exercises.kd_loss import ok_functional
+    return ok_functional(s, t, y, T, alpha)
 
 
 def _step_ok(student, teacher, x, y, optimizer, T=4.0, alpha=0.9):

@@ -1,9 +1,9 @@
-"""kdcore.select: unambiguous scenarios with their expected technique, plus properties of the rule table."""
+"""kdcore.choose: unambiguous scenarios with their expected technique, plus properties of the rule table."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdcore.select import KEYS, RULES, TECHNIQUES, Scenario, choose_technique, rank_techniques
+from kdcore.choose import KEYS, RULES, TECHNIQUES, Scenario, choose_technique, rank_techniques
 
 # (scenario, expected technique, why it is unambiguous)
 SCENARIOS = [
