@@ -60,6 +60,34 @@ def _student_teacher(student_logits: object, teacher_logits: object, mask: objec
     return s, t, m, v.positive("T", T)
 
 
+def _topk_inputs(student_logits: object, topk_values: object, topk_indices: object, mask: object,
+                 T: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Checked inputs of :func:`topk_kd_loss`: ``(s, values, int64 indices, bool mask, T)``."""
+    s = _logits("student_logits", student_logits, ndim=3)
+    values = _logits("topk_values", topk_values, ndim=3)
+    idx = v.tensor("topk_indices", topk_indices, ndim=3)
+    if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.is_complex():
+        raise TypeError(f"topk_indices must be an integer tensor of token ids, got dtype {idx.dtype}")
+    if values.shape != idx.shape:
+        raise ValueError(f"topk_values and topk_indices must have the same shape [B, L, k], "
+                         f"got {tuple(values.shape)} and {tuple(idx.shape)}")
+    if values.shape[:2] != s.shape[:2]:
+        raise ValueError(f"topk_values must have the student's [B, L] = {tuple(s.shape[:2])} leading dims, "
+                         f"got shape {tuple(values.shape)}")
+    V, k = s.shape[-1], values.shape[-1]
+    if k > V:
+        raise ValueError(f"topk_indices holds k = {k} tokens per position, larger than the vocabulary "
+                         f"V = {V} of student_logits: k must be in [1, {V}]")
+    idx = idx.long()
+    if int(idx.min()) < 0 or int(idx.max()) >= V:
+        raise ValueError(f"topk_indices must be token ids in [0, {V - 1}], got values in "
+                         f"[{int(idx.min())}, {int(idx.max())}]")
+    if k > 1 and bool((idx.sort(dim=-1).values.diff(dim=-1) == 0).any()):
+        raise ValueError("topk_indices must be distinct within each position (a token stored twice would be "
+                         "counted twice in the renormalised teacher distribution)")
+    return s, values, idx, _mask(mask, s.shape[:2]), v.positive("T", T)
+
+
 # ---------------------------------------------------------------------------------------------------
 # per-position divergences from log-probabilities (shape [...] from [..., V])
 # ---------------------------------------------------------------------------------------------------
@@ -149,31 +177,7 @@ def topk_kd_loss(student_logits: torch.Tensor, topk_values: torch.Tensor, topk_i
     loss is ``T²`` times the cross-entropy on the teacher's argmax token (hard pseudo-labels); at k = V it
     equals :func:`kdcore.distill.sequence_kd_loss` on the full teacher logits.
     """
-    s = _logits("student_logits", student_logits, ndim=3)
-    values = _logits("topk_values", topk_values, ndim=3)
-    idx = v.tensor("topk_indices", topk_indices, ndim=3)
-    if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.is_complex():
-        raise TypeError(f"topk_indices must be an integer tensor of token ids, got dtype {idx.dtype}")
-    if values.shape != idx.shape:
-        raise ValueError(f"topk_values and topk_indices must have the same shape [B, L, k], "
-                         f"got {tuple(values.shape)} and {tuple(idx.shape)}")
-    if values.shape[:2] != s.shape[:2]:
-        raise ValueError(f"topk_values must have the student's [B, L] = {tuple(s.shape[:2])} leading dims, "
-                         f"got shape {tuple(values.shape)}")
-    V, k = s.shape[-1], values.shape[-1]
-    if k > V:
-        raise ValueError(f"topk_indices holds k = {k} tokens per position, larger than the vocabulary "
-                         f"V = {V} of student_logits: k must be in [1, {V}]")
-    idx = idx.long()
-    if int(idx.min()) < 0 or int(idx.max()) >= V:
-        raise ValueError(f"topk_indices must be token ids in [0, {V - 1}], got values in "
-                         f"[{int(idx.min())}, {int(idx.max())}]")
-    if k > 1 and bool((idx.sort(dim=-1).values.diff(dim=-1) == 0).any()):
-        raise ValueError("topk_indices must be distinct within each position (a token stored twice would be "
-                         "counted twice in the renormalised teacher distribution)")
-    m = _mask(mask, s.shape[:2])
-    T = v.positive("T", T)
-
+    s, values, idx, m, T = _topk_inputs(student_logits, topk_values, topk_indices, mask, T)
     log_p_tilde = F.log_softmax(values.detach() / T, dim=-1)             # [B, L, k], renormalised teacher
     log_q = F.log_softmax(s / T, dim=-1).gather(-1, idx)                 # [B, L, k], student over all V
     per_token = kl_per_token(log_p_tilde, log_q)                         # [B, L], KL(p̃ ‖ q)
