@@ -40,22 +40,9 @@ def _generator(generator: object) -> torch.Generator:
     return generator
 
 
-def speculative_accept(draft_probs: torch.Tensor, target_probs: torch.Tensor, draft_tokens: torch.Tensor,
-                       generator: torch.Generator) -> torch.Tensor:
-    """The acceptance rule of speculative sampling; returns the emitted tokens, a 1-D int64 tensor.
-
-    draft_probs: [γ, V], row i = the draft's distribution q_i that ``draft_tokens[i]`` was sampled from;
-    target_probs: [γ + 1, V], row i = the target's distribution p_i at the same position (the last row is
-    the target's distribution after all γ draft tokens, used only for the bonus token);
-    draft_tokens: [γ] integer token ids, each with q_i(x_i) > 0; generator: the source of randomness.
-    Rows must be probability distributions (>= 0, summing to 1 within 1e-3).
-
-    Returns ``[x_1, ..., x_n, y]``: the n accepted draft tokens (0 <= n <= γ, always a prefix of
-    ``draft_tokens``) followed by one extra token y: sampled from ``norm(max(0, p_{n+1} − q_{n+1}))`` if
-    draft token n + 1 was rejected, else (n = γ) the bonus token sampled from ``p_{γ+1}``.  The length is
-    n + 1, between 1 and γ + 1.  The uniforms come from ``torch.rand(γ, generator=generator)``, the extra
-    token from ``torch.multinomial(..., generator=generator)``.
-    """
+def _accept_inputs(draft_probs: object, target_probs: object, draft_tokens: object,
+                   generator: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
+    """Checked inputs of :func:`speculative_accept`: ``(q [γ, V], p [γ + 1, V], int64 tokens [γ], generator)``."""
     v.tensor("draft_probs", draft_probs, ndim=2)
     v.tensor("target_probs", target_probs, ndim=2)
     if draft_probs.shape[0] == 0:
@@ -86,6 +73,26 @@ def speculative_accept(draft_probs: torch.Tensor, target_probs: torch.Tensor, dr
         i = int((q_x <= 0).nonzero()[0])
         raise ValueError(f"draft_tokens[{i}] = {int(x[i])} has probability 0 under draft_probs[{i}]: "
                          "each draft token must have been sampled from its draft distribution")
+    return q, p, x, g
+
+
+def speculative_accept(draft_probs: torch.Tensor, target_probs: torch.Tensor, draft_tokens: torch.Tensor,
+                       generator: torch.Generator) -> torch.Tensor:
+    """The acceptance rule of speculative sampling; returns the emitted tokens, a 1-D int64 tensor.
+
+    draft_probs: [γ, V], row i = the draft's distribution q_i that ``draft_tokens[i]`` was sampled from;
+    target_probs: [γ + 1, V], row i = the target's distribution p_i at the same position (the last row is
+    the target's distribution after all γ draft tokens, used only for the bonus token);
+    draft_tokens: [γ] integer token ids, each with q_i(x_i) > 0; generator: the source of randomness.
+    Rows must be probability distributions (>= 0, summing to 1 within 1e-3).
+
+    Returns ``[x_1, ..., x_n, y]``: the n accepted draft tokens (0 <= n <= γ, always a prefix of
+    ``draft_tokens``) followed by one extra token y: sampled from ``norm(max(0, p_{n+1} − q_{n+1}))`` if
+    draft token n + 1 was rejected, else (n = γ) the bonus token sampled from ``p_{γ+1}``.  The length is
+    n + 1, between 1 and γ + 1.  The uniforms come from ``torch.rand(γ, generator=generator)``, the extra
+    token from ``torch.multinomial(..., generator=generator)``.
+    """
+    q, p, x, g = _accept_inputs(draft_probs, target_probs, draft_tokens, generator)
     n, extra = _accept(q, p, x.tolist(), g)
     return torch.tensor(x.tolist()[:n] + [extra], dtype=torch.long)
 
