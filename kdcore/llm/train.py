@@ -37,7 +37,7 @@ TEACHER_PATH = Path(__file__).with_name("checkpoints") / "teacher.safetensors"
 TEACHER_RECIPE: dict = {
     "config": TEACHER_CONFIG.to_dict(),
     "corpus": {"name": CORPUS_RECIPE["name"], "version": CORPUS_RECIPE["version"]},
-    "steps": 3000, "batch_size": 16, "context": 128,
+    "steps": 2500, "batch_size": 16, "context": 128,
     "lr": 3e-3, "min_lr": 3e-4, "warmup": 200, "weight_decay": 0.1, "betas": [0.9, 0.95],
     "grad_clip": 1.0, "seed": 0,
 }
@@ -64,7 +64,7 @@ def train_gpt(config: GPTConfig, corpus: Corpus, *, steps: int, batch_size: int 
     ``(step, train_loss, val_nats or None)``. ``eval_every > 0`` scores the validation windows that often."""
     from tqdm.auto import tqdm
 
-    from kdcore.train import _progress_enabled
+    from kdcore.train import progress_enabled
 
     v.integer("steps", steps, minimum=1)
     v.integer("batch_size", batch_size, minimum=1)
@@ -82,7 +82,7 @@ def train_gpt(config: GPTConfig, corpus: Corpus, *, steps: int, batch_size: int 
     windows = val_windows(corpus) if eval_every else None
     log: list = []
     model.train()
-    bar = tqdm(range(steps), desc=desc, disable=not _progress_enabled(progress), leave=False)
+    bar = tqdm(range(steps), desc=desc, disable=not progress_enabled(progress), leave=False)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps=steps, lr=lr, min_lr=min_lr, warmup=warmup)
