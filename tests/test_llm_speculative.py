@@ -423,3 +423,20 @@ def test_loop_bad_input():
         speculative_generate(target, target, idx, 5, temperature=-1.0)
     with pytest.raises(TypeError, match="draft must be a kdcore.llm.gpt.GPT"):
         speculative_generate(target, lambda x: x, idx, 5)
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), V=st.integers(2, 5), gamma=st.integers(1, 3), zeros=st.sampled_from([0.0, 0.4]))
+def test_library_output_distribution_equals_the_independent_enumeration(seed, V, gamma, zeros):
+    """kdcore.llm.speculative.output_distribution (used by the grader and notebook 14) against round_outcomes."""
+    from kdcore.llm.speculative import output_distribution
+    q, p = rand_probs(seed, gamma, V, zeros=zeros), rand_probs(seed + 1, gamma + 1, V, zeros=zeros)
+    lib = output_distribution(q, p)
+    ref = round_outcomes(lambda c: p[len(c)].tolist(), lambda c: q[len(c)].tolist(), (), gamma, V)
+    assert set(k for k, v in ref.items() if v > 0) == set(lib)
+    for key, prob in lib.items():
+        assert prob == pytest.approx(ref[key], abs=1e-12)
+    first = torch.zeros(V, dtype=torch.float64)
+    for key, prob in lib.items():
+        first[key[0]] += prob
+    torch.testing.assert_close(first, p[0], rtol=0, atol=1e-12)

@@ -24,7 +24,6 @@ How it is graded. The rule is random, so the learner's function and the referenc
 """
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Callable
 
@@ -33,39 +32,18 @@ import torch
 from kdcore.checking.cases import call_case, gen, probs
 from kdcore.checking.core import Case, Observation, expect_raises
 from kdcore.checking.catalogue import correct, wrong
+from kdcore.llm.speculative import output_distribution
 
 TIMEOUT = 30.0      # seconds per case: a Monte-Carlo case calls the function N_DRAWS times
 N_DRAWS = 1000
 Z_MAX = 5.0
 
 
-# ----------------------------------------------------------------------------------------------------------
-# the exact output distribution of the published rule (brute-force enumeration, independent of the reference)
-# ----------------------------------------------------------------------------------------------------------
 def exact_outcomes(q: torch.Tensor, p: torch.Tensor) -> dict[str, float]:
-    """``{"x1,x2,...,y": probability}`` over every output the rule can return for draft tokens sampled from q."""
-    gamma, V = q.shape
-    q64, p64 = q.double().tolist(), p.double().tolist()
-    out: dict[str, float] = {}
-    for xs in itertools.product(range(V), repeat=gamma):
-        reach = math.prod(q64[i][x] for i, x in enumerate(xs))          # P(the draft proposes xs)
-        if reach == 0:
-            continue
-        for i, x in enumerate(xs):
-            accept = min(1.0, p64[i][x] / q64[i][x])
-            residual = [max(0.0, a - b) for a, b in zip(p64[i], q64[i])]
-            total = sum(residual)
-            if accept < 1 and total > 0:
-                for y in range(V):
-                    if residual[y] > 0:
-                        key = ",".join(map(str, (*xs[:i], y)))
-                        out[key] = out.get(key, 0.0) + reach * (1 - accept) * residual[y] / total
-            reach *= accept
-        for y in range(V):
-            if p64[gamma][y] > 0:
-                key = ",".join(map(str, (*xs, y)))
-                out[key] = out.get(key, 0.0) + reach * p64[gamma][y]
-    return out
+    """``{"x1,...,y": probability}``: the exact output distribution of the published rule, by enumerating every
+    draft sequence and branch (:func:`kdcore.llm.speculative.output_distribution`; tests/test_llm_speculative.py
+    checks that enumeration against an independent one)."""
+    return {",".join(map(str, key)): prob for key, prob in output_distribution(q, p).items()}
 
 
 def _key(out: object) -> str:

@@ -30,7 +30,7 @@ from kdcore import _validate as v
 from kdcore.distill import _probabilities
 
 __all__ = ["speculative_accept", "speculative_generate", "acceptance_probability", "expected_tokens_per_call",
-           "expected_speedup", "SpeculativeStats"]
+           "expected_speedup", "SpeculativeStats", "compare_decoding", "per_call_ms", "output_distribution"]
 
 
 def _generator(generator: object) -> torch.Generator:
@@ -115,6 +115,46 @@ def _accept(q: torch.Tensor, p: torch.Tensor, x: list[int], g: torch.Generator) 
                 residual = p[i]                                     # probability ~0; p is then the residual
             return i, int(torch.multinomial(residual, 1, generator=g))
     return gamma, int(torch.multinomial(p[gamma], 1, generator=g))  # all accepted: the bonus token
+
+
+def output_distribution(draft_probs: torch.Tensor, target_probs: torch.Tensor) -> dict[tuple[int, ...], float]:
+    """The exact distribution of what :func:`speculative_accept` returns when each draft token x_i is sampled
+    from its row q_i: ``{(x_1, ..., x_n, y): probability}``, by enumerating all V^γ draft sequences and every
+    accept / reject branch (brute force: small V and γ only, V^γ <= 10^6).
+
+    The first emitted token's marginal is exactly ``target_probs[0]``: summing the outcomes by their first
+    token is the proof by enumeration that speculative sampling preserves the target's distribution."""
+    q = _probabilities("draft_probs", draft_probs).double()
+    p = _probabilities("target_probs", target_probs).double()
+    if q.dim() != 2 or p.dim() != 2 or p.shape != (q.shape[0] + 1, q.shape[1]):
+        raise ValueError(f"draft_probs must be [γ, V] and target_probs [γ + 1, V], got {tuple(q.shape)} and "
+                         f"{tuple(p.shape)}")
+    gamma, V = q.shape
+    if V ** gamma > 10 ** 6:
+        raise ValueError(f"V^γ = {V}^{gamma} draft sequences is too many to enumerate (at most 10^6)")
+    import itertools
+    import math
+
+    ql, pl = q.tolist(), p.tolist()
+    out: dict[tuple[int, ...], float] = {}
+    for xs in itertools.product(range(V), repeat=gamma):
+        reach = math.prod(ql[i][x] for i, x in enumerate(xs))     # P(the draft proposes xs)
+        if reach == 0:
+            continue
+        for i, x in enumerate(xs):
+            accept = min(1.0, pl[i][x] / ql[i][x])
+            residual = [max(0.0, a - b) for a, b in zip(pl[i], ql[i])]
+            total = sum(residual)
+            if reach > 0 and accept < 1 and total > 0:              # rejected here: one token from (p − q)₊
+                for y in range(V):
+                    if residual[y] > 0:
+                        key = (*xs[:i], y)
+                        out[key] = out.get(key, 0.0) + reach * (1 - accept) * residual[y] / total
+            reach *= accept
+        for y in range(V):                                          # all accepted: the bonus token from p_{γ+1}
+            if reach > 0 and pl[gamma][y] > 0:
+                out[(*xs, y)] = out.get((*xs, y), 0.0) + reach * pl[gamma][y]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -258,3 +298,83 @@ def speculative_generate(target: nn.Module, draft: nn.Module, idx: torch.Tensor,
     finally:
         target.train(modes[0])
         draft.train(modes[1])
+
+
+# ---------------------------------------------------------------------------------------------------
+# measuring: plain target decoding vs speculative decoding, interleaved rounds
+# ---------------------------------------------------------------------------------------------------
+def _quartiles(xs: list[float]) -> tuple[float, float]:
+    import statistics
+    if len(xs) < 2:
+        return xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4)
+    return q[0], q[2]
+
+
+@torch.no_grad()
+def compare_decoding(target: nn.Module, drafts: dict[str, nn.Module], prompts: list[torch.Tensor],
+                     max_new_tokens: int, gamma: int = 4, temperature: float = 1.0, seed: int = 0) -> dict:
+    """Wall-clock of plain decoding with ``target`` (``target.generate``, KV cache) against
+    :func:`speculative_generate` with each draft, in interleaved rounds: per prompt (one round), plain decoding
+    and then every draft decode ``max_new_tokens`` tokens with the generator seeded ``seed + round``.
+
+    The speed-up of a draft is the median over rounds of (plain seconds / speculative seconds) within the round,
+    so that a slow spell of a shared machine cancels out. Returns ``{"plain_ms_per_token": ..., name: {"speedup",
+    "speedup_iqr", "acceptance", "tokens_per_call", "same_as_plain", "rounds"}}``; ``same_as_plain`` counts the
+    rounds whose text equals plain decoding's (every round at temperature 0; at temperature > 0 the two consume
+    the generator differently, so equality is not expected, only the same distribution).
+    """
+    import statistics
+    import time
+
+    if not prompts:
+        raise ValueError("prompts must hold at least one prompt [1, T0]")
+    plain_seconds: list[float] = []
+    ratios: dict[str, list[float]] = {name: [] for name in drafts}
+    stats: dict[str, list[SpeculativeStats]] = {name: [] for name in drafts}
+    same = dict.fromkeys(drafts, 0)
+    for r, prompt in enumerate(prompts):
+        start = time.perf_counter()
+        plain = target.generate(prompt, max_new_tokens, temperature=temperature,
+                                generator=torch.Generator().manual_seed(seed + r))
+        t_plain = time.perf_counter() - start
+        plain_seconds.append(t_plain)
+        for name, draft in drafts.items():
+            start = time.perf_counter()
+            out, st = speculative_generate(target, draft, prompt, max_new_tokens, gamma=gamma,
+                                           temperature=temperature, generator=torch.Generator().manual_seed(seed + r))
+            ratios[name].append(t_plain / (time.perf_counter() - start))
+            stats[name].append(st)
+            same[name] += bool(torch.equal(out, plain))
+    result: dict = {"plain_ms_per_token": 1e3 * statistics.median(plain_seconds) / max_new_tokens}
+    for name in drafts:
+        result[name] = {
+            "speedup": statistics.median(ratios[name]), "speedup_iqr": _quartiles(ratios[name]),
+            "acceptance": sum(s.accepted for s in stats[name]) / sum(s.proposed for s in stats[name]),
+            "tokens_per_call": sum(s.new_tokens for s in stats[name]) / sum(s.target_calls for s in stats[name]),
+            "same_as_plain": same[name], "rounds": len(prompts)}
+    return result
+
+
+@torch.no_grad()
+def per_call_ms(model: nn.Module, prompt: torch.Tensor, repeats: int = 100) -> float:
+    """Median milliseconds of one decoding call of ``model`` (one new position after ``prompt [1, T0]`` held
+    in a KV cache): the per-token cost of plain decoding, and c's numerator / denominator."""
+    import statistics
+    import time
+
+    from kdcore.llm.gpt import KVCache
+
+    was_training = model.training
+    model.eval()
+    try:
+        times = []
+        for _ in range(repeats):
+            cache = KVCache(model.config.n_layer)
+            model(prompt[:, :-1], cache=cache)
+            start = time.perf_counter()
+            model(prompt[:, -1:], cache=cache)
+            times.append(time.perf_counter() - start)
+        return 1e3 * statistics.median(times)
+    finally:
+        model.train(was_training)

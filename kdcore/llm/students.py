@@ -37,7 +37,8 @@ from .gpt import GPT, STUDENT_CONFIGS, GPTConfig, KVCache
 from .train import TEACHER_RECIPE, lr_at, recipe_hash
 
 __all__ = ["DISTILL_RECIPE", "VARIANTS", "STUDENTS_DIR", "student_path", "load_students", "save_students",
-           "train_students", "continuation_batch", "continuation_mask", "variant_loss", "sample_continuations"]
+           "train_students", "continuation_batch", "continuation_mask", "variant_loss", "sample_continuations",
+           "distinct_ngrams", "continuation_nats", "mean_entropy"]
 
 STUDENTS_DIR = Path(__file__).with_name("checkpoints")
 
@@ -135,6 +136,47 @@ def variant_loss(spec: dict, student_logits: torch.Tensor, targets: torch.Tensor
 
 
 # ---------------------------------------------------------------------------------------------------
+# judging a student's samples: diversity and a quality proxy under the teacher
+# ---------------------------------------------------------------------------------------------------
+def distinct_ngrams(seqs: torch.Tensor, n: int) -> float:
+    """Distinct-n (Li et al., 2016, NAACL): the number of different n-grams over all sequences ``[N, L]``
+    divided by the number of n-grams; 1 = nothing repeats, near 0 = the same few n-grams over and over."""
+    from kdcore import _validate as v
+    seqs = v.tensor("seqs", seqs, ndim=2)
+    n = v.integer("n", n, minimum=1, maximum=seqs.shape[1])
+    grams = seqs.unfold(1, n, 1).reshape(-1, n)                          # [N·(L − n + 1), n]
+    return len(set(map(tuple, grams.tolist()))) / grams.shape[0]
+
+
+@torch.no_grad()
+def continuation_nats(model: GPT, seqs: torch.Tensor, prompt: int) -> float:
+    """Mean nats per token that ``model`` assigns to ``seqs[:, prompt:]`` given what precedes them: with the
+    teacher as ``model`` and a student's samples as ``seqs``, a proxy of their quality (text the teacher finds
+    likely); lower is better, but a degenerate loop also scores low, so read it with :func:`distinct_ngrams`."""
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(seqs[:, :-1])                                     # [N, L − 1, V]
+        nats = F.cross_entropy(logits[:, prompt - 1:].flatten(0, 1), seqs[:, prompt:].flatten())
+        return nats.item()
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def mean_entropy(model: GPT, windows: torch.Tensor) -> float:
+    """Mean entropy (nats) of the model's next-token distribution over every position of ``windows [N, L + 1]``
+    (inputs ``[:, :-1]``): how spread out its predictions are."""
+    was_training = model.training
+    model.eval()
+    try:
+        log_p = F.log_softmax(model(windows[:, :-1]), dim=-1)
+        return -(log_p.exp() * log_p).sum(-1).mean().item()
+    finally:
+        model.train(was_training)
+
+
+# ---------------------------------------------------------------------------------------------------
 # training all variants of one seed
 # ---------------------------------------------------------------------------------------------------
 def _optimizer(model: GPT, lr: float, weight_decay: float, betas) -> torch.optim.AdamW:
@@ -150,7 +192,7 @@ def train_students(teacher: GPT, corpus, seed: int, recipe: dict = DISTILL_RECIP
     ``info[name]`` the seconds each took (generation included) and the base's seconds."""
     from tqdm.auto import tqdm
 
-    from kdcore.train import _progress_enabled
+    from kdcore.train import progress_enabled
 
     from .train import train_gpt
 
@@ -173,7 +215,7 @@ def train_students(teacher: GPT, corpus, seed: int, recipe: dict = DISTILL_RECIP
     teacher.eval()
     for model in students.values():
         model.train()
-    bar = tqdm(range(d["steps"]), desc=f"distill seed {seed}", disable=not _progress_enabled(progress),
+    bar = tqdm(range(d["steps"]), desc=f"distill seed {seed}", disable=not progress_enabled(progress),
                leave=False)
     for step in bar:
         lr = lr_at(step, steps=d["steps"], lr=d["lr"], min_lr=d["min_lr"], warmup=d["warmup"])
