@@ -278,6 +278,10 @@ RECOMPUTE = {
     "quant-zero-point": lambda: _observer_qparams()[1],
     "quant-weight-sharing": lambda: 32 / math.log2(16),
     "choose-methods": _separable_params,
+    # notebook 14: fp16 value + int32 id per stored entry; acceptance probability Σ min(p, q)
+    "llm-topk-bytes": lambda: 20 * (torch.finfo(torch.float16).bits + torch.iinfo(torch.int32).bits) / 8,
+    "llm-spec-acceptance-number": lambda: torch.minimum(torch.tensor([0.1, 0.3, 0.2, 0.4]),
+                                                        torch.tensor([0.6, 0.3, 0.1, 0.0])).sum().item(),
 }
 
 
