@@ -44,7 +44,7 @@ def _load_all() -> None:
         _load(record)
 
 
-from . import ex_distill, ex_prune, ex_quantize, ex_select  # noqa: E402,F401  TRANSITION (legacy)
+from . import ex_prune, ex_quantize  # noqa: E402,F401  TRANSITION (legacy)
 _load_all()
 
 __all__ = ["check", "judge", "run_candidate", "EXERCISES", "VARIANTS", "CORRECT", "REFERENCES", "Exercise",

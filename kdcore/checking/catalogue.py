@@ -16,6 +16,7 @@ The decorators only record the function in a per-module list (in definition orde
 """
 from __future__ import annotations
 
+import ast
 import inspect
 import sys
 import textwrap
@@ -46,12 +47,13 @@ def edited(fn: Callable, old: str, new: str, count: int = 1) -> Callable:
     The copy shares ``fn``'s globals, so it calls the same helpers; its name gets a ``_edited`` suffix.
     """
     source = textwrap.dedent(inspect.getsource(fn))
+    # compile the copy undecorated: drop everything above the `def` line (a multi-line @wrong(..., hint=...) too)
+    source = "\n".join(source.splitlines()[ast.parse(source).body[0].lineno - 1:]) + "\n"
     if source.count(old) != count:
         raise ValueError(f"edited({fn.__name__}): {old!r} must occur exactly {count} time(s) in its source, "
                          f"found {source.count(old)} times")
-    lines = [line for line in source.replace(old, new).splitlines() if not line.lstrip().startswith("@")]
     namespace: dict = {}
-    exec(compile("\n".join(lines) + "\n", f"<edited {fn.__module__}.{fn.__name__}>", "exec"),  # noqa: S102
+    exec(compile(source.replace(old, new), f"<edited {fn.__module__}.{fn.__name__}>", "exec"),  # noqa: S102
          fn.__globals__, namespace)
     copy = namespace[fn.__name__]
     copy.__name__ = copy.__qualname__ = f"{fn.__name__}_edited"

@@ -58,6 +58,8 @@ EQUIVALENT_MUTANTS = {
 # an honest solution: the wrong variants below that differ from it by one line are edits of it
 # ----------------------------------------------------------------------------------------------------------
 def _honest(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
+    if student_logits.shape[0] == 0:
+        raise ValueError("student_logits must have at least one row")
     p_teacher = F.softmax(teacher_logits.detach() / T, dim=-1)
     log_p_student = F.log_softmax(student_logits / T, dim=-1)
     soft = F.kl_div(log_p_student, p_teacher, reduction="batchmean")
@@ -145,6 +147,8 @@ wrong("soft cross-entropy instead of KL",
 # ----------------------------------------------------------------------------------------------------------
 @correct("F.kl_div batchmean, dim=1, T ** 2")
 def ok_functional(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
+    if student_logits.shape[0] == 0:
+        raise ValueError("student_logits must have at least one row")
     soft = F.kl_div(F.log_softmax(student_logits / T, dim=1),
                     F.softmax(teacher_logits.detach() / T, dim=1), reduction="batchmean")
     return alpha * (T ** 2) * soft + (1.0 - alpha) * F.cross_entropy(student_logits, labels)
@@ -152,6 +156,8 @@ def ok_functional(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
 
 @correct("nn.KLDivLoss with log_target, teacher under no_grad")
 def ok_module(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
+    if len(student_logits) < 1:
+        raise ValueError(f"empty batch: student_logits has shape {tuple(student_logits.shape)}")
     with torch.no_grad():
         log_p_t = F.log_softmax(teacher_logits / T, dim=-1)
     soft = nn.KLDivLoss(reduction="batchmean", log_target=True)(F.log_softmax(student_logits / T, dim=-1), log_p_t)
@@ -160,6 +166,8 @@ def ok_module(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
 
 @correct("hand-written log_softmax sums")
 def ok_manual(student_logits, teacher_logits, labels, T=4.0, alpha=0.9):
+    if not student_logits.numel():
+        raise ValueError("student_logits is empty")
     log_p_t = torch.log_softmax(teacher_logits.detach() / T, dim=-1)
     log_p_s = torch.log_softmax(student_logits / T, dim=-1)
     soft = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()
