@@ -100,8 +100,8 @@ wrong("weights of the two KL terms swapped",
 wrong("log-probabilities mixed",
       hint="mix the probabilities, m = β·p + (1−β)·q, then take the log (logsumexp of log β + log p and "
            "log(1−β) + log q); β·log p + (1−β)·log q is a different distribution (TRL issue #2202)"
-      ).edit(_honest, "log_mix = torch.logsumexp(torch.stack([log_p + math.log(beta), log_q + math.log(1 - beta)]), dim=0)",
-             "log_mix = beta * log_p + (1 - beta) * log_q")
+      ).edit(_honest, "log_mix = torch.logsumexp(torch.stack([log_p + math.log(beta), log_q + math.log(1 - beta)])"
+                      ", dim=0)", "log_mix = beta * log_p + (1 - beta) * log_q")
 
 wrong("endpoints not special-cased",
       hint="JSD(β) itself tends to 0 at β = 0 and β = 1; the contract (GKD's limits, TRL's convention) returns the "

@@ -40,7 +40,8 @@ CASES = cases(_build, [
     dict(b=2, l=5, v=7, T=1.0, note="padding at the end (float mask)"),
     dict(b=3, l=4, v=6, T=2.0, mask="bool", note="bool mask, rows of different lengths"),
     dict(b=2, l=3, v=5, T=1.5, mask="ones", note="no padding"),
-    dict(b=2, l=6, v=4, T=1.0, mask="int", pad_logits=50.0, note="padded positions hold huge logits: they must not count"),
+    dict(b=2, l=6, v=4, T=1.0, mask="int", pad_logits=50.0,
+         note="padded positions hold huge logits: they must not count"),
     dict(b=1, l=6, v=4, note="single sequence, default T"),
     dict(b=2, l=4, v=9, T=2.0, scale=1e3, atol=1e-3, rtol=1e-3, note="logits of magnitude 1e3"),
     dict(b=2, l=4, v=5, T=4.0, scale=0.3, note="nearly uniform distributions, T=4"),
@@ -72,7 +73,7 @@ def _honest(student_logits, teacher_logits, mask, T=1.0):
 wrong("direction swapped (forward KL)",
       hint="that is the forward KL(teacher ‖ student), Σ p·(log p − log q); the reverse KL takes the expectation "
            "under the student: Σ q·(log q − log p) with q = softmax(student/T)"
-      ).edit(_honest, "kl = (log_q.exp() * (log_q - log_p)).sum(dim=-1)", "kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)")
+      ).edit(_honest, "kl = (log_q.exp() * (log_q - log_p))", "kl = (log_p.exp() * (log_p - log_q))")
 
 wrong("F.kl_div with the student as input",
       hint="F.kl_div(input, target) computes KL(target ‖ exp(input)): for KL(student ‖ teacher) the *teacher's* "

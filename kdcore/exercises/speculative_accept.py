@@ -130,7 +130,8 @@ def repeated_case(name: str, q: torch.Tensor, p: torch.Tensor, x: torch.Tensor, 
         got, want = cand.get("out", []), other["out"]
         for r, (c, w) in enumerate(zip(got, want)):
             if c != w:
-                return f"call {r + 1} of {repeats}: returned [{c}], expected [{w}] (the rule leaves no choice here)", None
+                return (f"call {r + 1} of {repeats}: returned [{c}], expected [{w}] (the rule leaves no choice "
+                        "here)"), None
         return None
 
     return Case(name, observe, compare)
@@ -189,7 +190,8 @@ CASES = [
     raises_case("raises: draft_probs rows do not sum to 1", lambda: (_Q2 * 2, _P2, torch.tensor([0, 1]), gen(8))),
     raises_case("raises: draft and target vocabularies differ",
                 lambda: (_Q2, torch.full((3, 5), 0.2), torch.tensor([0, 1]), gen(9))),
-    raises_case("raises: target_probs has γ rows instead of γ + 1", lambda: (_Q2, _P2[:2], torch.tensor([0, 1]), gen(10))),
+    raises_case("raises: target_probs has γ rows instead of γ + 1",
+                lambda: (_Q2, _P2[:2], torch.tensor([0, 1]), gen(10))),
 ]
 
 
@@ -254,9 +256,7 @@ wrong("acceptance with p > q instead of a random draw",
 wrong("no stop after a rejection",
       hint="stop at the first rejection: the later draft tokens were conditioned on the rejected one, so they "
            "must be discarded"
-      ).edit(_honest, """        y = torch.multinomial(residual / residual.sum(), 1, generator=generator)
-        return torch.tensor(out + [int(y)])""", """        y = torch.multinomial(residual / residual.sum(), 1, generator=generator)
-        out.append(int(y))""")
+      ).edit(_honest, "        return torch.tensor(out + [int(y)])", "        out.append(int(y))")
 
 wrong("one uniform for all positions", hint="draw a fresh uniform r_i for each draft token: one shared r "
                                             "couples the acceptances (all tokens up to the first with p/q < r "

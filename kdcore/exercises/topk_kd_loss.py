@@ -55,7 +55,8 @@ CASES = cases(_build, [
     dict(b=2, l=4, v=7, k=7, T=1.5, mask="ones", note="k = V: the full forward KL"),
     dict(b=3, l=3, v=9, k=1, T=1.0, note="k = 1: cross-entropy on the teacher's argmax"),
     dict(b=2, l=4, v=10, k=4, T=1.0, stored="log_probs", note="log-probabilities stored instead of logits"),
-    dict(b=2, l=4, v=10, k=4, T=2.0, stored="log_probs", order="shuffled", note="log-probabilities, k entries in any order"),
+    dict(b=2, l=4, v=10, k=4, T=2.0, stored="log_probs", order="shuffled",
+         note="log-probabilities, k entries in any order"),
     dict(b=2, l=6, v=6, k=3, pad_logits=50.0, note="padded positions hold huge logits: they must not count"),
     dict(b=1, l=5, v=12, k=6, note="single sequence, default T"),
     dict(b=2, l=4, v=10, k=4, T=2.0, scale=1e3, atol=1e-3, rtol=1e-3, note="logits of magnitude 1e3"),
@@ -74,9 +75,9 @@ def _honest(student_logits, topk_values, topk_indices, mask, T=1.0):
     m = mask.bool()
     if not m.any():
         raise ValueError("mask must mark at least one real token")
-    log_p = F.log_softmax(topk_values.detach() / T, dim=-1)                          # renormalised over the k
-    log_q = F.log_softmax(student_logits / T, dim=-1).gather(-1, topk_indices)       # student over all V
-    kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)                                 # [B, L]
+    log_p = F.log_softmax(topk_values.detach() / T, dim=-1)                  # renormalised over the k
+    log_q = F.log_softmax(student_logits / T, dim=-1).gather(-1, topk_indices)  # student over all V
+    kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)                         # [B, L]
     return T * T * kl[m].mean()
 
 
@@ -88,14 +89,18 @@ wrong("top-k without renormalisation",
            "p̃ = softmax(topk_values / T) over the k entries, instead of using exp(values) as they are"
       ).edit(_honest, "log_p = F.log_softmax(topk_values.detach() / T, dim=-1)", "log_p = topk_values.detach() / T")
 
-wrong("unstored tokens given logit 0",
-      hint="scattering the k values into zeros gives every unstored token logit 0, i.e. real probability mass; "
-           "the teacher is renormalised over its k stored tokens only (unstored tokens have probability 0)"
-      ).edit(_honest, """    log_p = F.log_softmax(topk_values.detach() / T, dim=-1)                          # renormalised over the k
-    log_q = F.log_softmax(student_logits / T, dim=-1).gather(-1, topk_indices)       # student over all V""",
-             """    full = torch.zeros_like(student_logits).scatter(-1, topk_indices, topk_values.detach())
-    log_p = F.log_softmax(full / T, dim=-1)
-    log_q = F.log_softmax(student_logits / T, dim=-1)""")
+@wrong("unstored tokens given logit 0",
+       hint="scattering the k values into zeros gives every unstored token logit 0, i.e. real probability mass; "
+            "the teacher is renormalised over its k stored tokens only (unstored tokens have probability 0)")
+def zeros_elsewhere(student_logits, topk_values, topk_indices, mask, T=1.0):
+    if topk_indices.shape[-1] > student_logits.shape[-1] or not mask.bool().any():
+        raise ValueError("k > V or all-zero mask")
+    full = torch.zeros_like(student_logits).scatter(-1, topk_indices, topk_values.detach())
+    log_p = F.log_softmax(full / T, dim=-1)                        # the tail gets exp(0) weight each
+    log_q = F.log_softmax(student_logits / T, dim=-1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+    return T * T * kl[mask.bool()].mean()
+
 
 wrong("student renormalised over the k tokens too",
       hint="the student is a distribution over the whole vocabulary: take log_softmax over all V, then gather the "
@@ -111,7 +116,7 @@ wrong("student's own top-k gathered",
 
 wrong("direction swapped", hint="distil with the forward KL(teacher ‖ student) = Σ p̃·(log p̃ − log q): the "
                                 "expectation is under the (renormalised) teacher"
-      ).edit(_honest, "kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)", "kl = (log_q.exp() * (log_q - log_p)).sum(dim=-1)")
+      ).edit(_honest, "kl = (log_p.exp() * (log_p - log_q))", "kl = (log_q.exp() * (log_q - log_p))")
 
 wrong("mask ignored", hint="padded positions were averaged in: select the real tokens before the mean"
       ).edit(_honest, "return T * T * kl[m].mean()", "return T * T * kl.mean()")
