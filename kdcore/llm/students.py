@@ -7,7 +7,7 @@ parameters than the teacher). Per seed:
    student that has learned some English and Python, the way LLM distillation starts from a pre-trained or
    instruction-tuned student (GKD, MiniLLM);
 2. from that base, one continuation per **variant** for ``distill.steps`` steps. Every batch is 16
-   sequences of a 32-token prompt (training text) and a 64-token continuation; the loss covers the 64
+   sequences of a 32-token prompt (training text) and a 48-token continuation; the loss covers the 48
    continuation positions only (``mask``). Variants differ in the loss and in where the continuation comes
    from: the training text (off-policy, "dataset"), the teacher's samples (off-policy, "teacher"), or the
    student's own samples at the time of the step (on-policy, "student"). All dataset variants see the same
@@ -63,7 +63,7 @@ DISTILL_RECIPE: dict = {
     "seeds": [0, 1, 2],
     "base": {"steps": 800, "batch_size": 16, "context": 128, "lr": 3e-3, "min_lr": 3e-4, "warmup": 100,
              "weight_decay": 0.1, "betas": [0.9, 0.95], "grad_clip": 1.0},
-    "distill": {"steps": 400, "batch_size": 16, "prompt": 32, "continuation": 64, "lr": 1e-3,
+    "distill": {"steps": 300, "batch_size": 16, "prompt": 32, "continuation": 48, "lr": 1e-3,
                 "min_lr": 1e-4, "warmup": 20, "weight_decay": 0.1, "betas": [0.9, 0.95], "grad_clip": 1.0,
                 "T": 1.0, "beta": 0.5, "sample_temperature": 1.0},
     "variants": VARIANTS,
