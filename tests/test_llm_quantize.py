@@ -1,7 +1,7 @@
 """Tests for kdcore.llm.quantize against brute force and the papers' equations."""
 from __future__ import annotations
 
-import itertools
+import copy
 import math
 
 import pytest
@@ -141,8 +141,8 @@ def test_gptq_equals_the_obs_equations(bits, g):
                                rtol=0, atol=1e-9)
 
 
-def test_gptq_blocked_equals_column_by_column_beyond_one_block():
-    w, x = _layer(4, 160, n=400, seed=3)                     # 160 columns: two lazy-update blocks
+def test_gptq_on_a_wide_layer_equals_the_obs_equations():
+    w, x = _layer(4, 160, n=400, seed=3)
     H = hessian(x).double()
     torch.testing.assert_close(Q.gptq_quantize(w, H, 3, 32), _gptq_obs(w, H, 3, 32, 0.01), rtol=0, atol=1e-9)
 
@@ -321,6 +321,24 @@ def test_model_helpers_leave_the_original_alone_and_quantize_every_block_linear(
     assert math.isfinite(mean_nats(gptq, windows))
 
 
+def test_model_gptq_is_sequential_over_blocks():
+    """Block i's Hessians come from the model whose blocks before i are already quantized."""
+    from kdcore.llm.eval import collect_inputs
+    model = _model()
+    batches = [torch.randint(0, 11, (3, 16)) for _ in range(2)]
+    got = Q.quantize_model_gptq(model, batches, 3, 8)
+    expected = copy.deepcopy(model)
+    for i in range(2):
+        names = [n for n in G.block_linear_names(expected) if n.startswith(f"h.{i}.")]
+        xs = collect_inputs(expected, names, batches)        # whole-model passes, earlier blocks quantized
+        with torch.no_grad():
+            for name in names:
+                layer = expected.get_submodule(name)
+                layer.weight.copy_(Q.gptq_quantize(layer.weight, hessian(xs[name]), 3, 8))
+    for name in G.block_linear_names(model):
+        torch.testing.assert_close(got.get_submodule(name).weight, expected.get_submodule(name).weight)
+
+
 # ------------------------------------------------------------------------------------ KV cache
 def test_kv_quantizers_use_the_right_axes():
     k = torch.randn(1, 2, 8, 4)
@@ -357,3 +375,13 @@ def test_quantized_cache_is_causal_and_high_bits_change_nothing():
     torch.testing.assert_close(outs[0][:, :10], outs[1][:, :10])
     with pytest.raises(ValueError, match="key_axis"):
         Q.QuantizedKVCache(2, key_axis="row")
+
+
+def test_kv_cache_bytes_per_token():
+    # 2 layers, 64 channels, 4 heads: 256 numbers per token
+    assert Q.kv_cache_bytes_per_token(2, 64, 4, None) == 256 * 4
+    # 4 bits: 128 bytes; keys per channel: 64/32 = 2 grids, values: 4 grids, per layer, 2 fp16 numbers each
+    assert Q.kv_cache_bytes_per_token(2, 64, 4, 4, group=32) == 128 + 2 * (2 + 4) * 4
+    assert Q.kv_cache_bytes_per_token(2, 64, 4, 2, key_axis="token") == 64 + 2 * (4 + 4) * 4
+    with pytest.raises(ValueError, match="key_axis"):
+        Q.kv_cache_bytes_per_token(2, 64, 4, 4, key_axis="row")

@@ -278,6 +278,11 @@ RECOMPUTE = {
     "quant-zero-point": lambda: _observer_qparams()[1],
     "quant-weight-sharing": lambda: 32 / math.log2(16),
     "choose-methods": _separable_params,
+    # notebook 12: the library's accounting and reference, and the KV-cache arithmetic written out
+    "llm-bits-per-weight": lambda: __import__("kdcore.llm.quantize", fromlist=["x"]).bits_per_weight(4, 128, 4096),
+    "llm-smoothquant": lambda: __import__("kdcore.llm.quantize", fromlist=["x"]).smoothquant_scales(
+        torch.tensor([64.0]), torch.tensor([0.25]), 0.5).item(),
+    "llm-kv-cache": lambda: 2 * 32 * 4096 * 2 / 2 ** 20,   # K and V × layers × d_model × fp16 bytes, in MiB
     # notebook 14: fp16 value + int32 id per stored entry; acceptance probability Σ min(p, q)
     "llm-topk-bytes": lambda: 20 * (torch.finfo(torch.float16).bits + torch.iinfo(torch.int32).bits) / 8,
     "llm-spec-acceptance-number": lambda: torch.minimum(torch.tensor([0.1, 0.3, 0.2, 0.4]),

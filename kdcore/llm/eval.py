@@ -123,9 +123,9 @@ def collect_inputs(model: nn.Module, layer_names: Sequence[str], batches: Iterab
 
 
 def hessian(x: torch.Tensor) -> torch.Tensor:
-    """``H = 2·XᵀX / n`` ``[in, in]`` (float64 accumulation, float32 result) from inputs ``x [n, in]``."""
+    """``H = 2·XᵀX / n`` ``[in, in]`` from inputs ``x [n, in]``, in ``x``'s dtype (float32 accumulation is what
+    the GPTQ code uses; a float64 ``x`` gives a float64 ``H``)."""
     x = v.finite("x", v.tensor("x", x, ndim=2, floating=True))
     if x.shape[0] == 0:
         raise ValueError("x must have at least one row")
-    x64 = x.double()
-    return (2.0 * x64.T @ x64 / x.shape[0]).float()
+    return 2.0 * x.T @ x / x.shape[0]

@@ -41,7 +41,7 @@ __all__ = ["quantize_groupwise", "gptq_quantize", "awq_scales", "smoothquant_sca
            "quantize_model_rtn", "quantize_model_gptq", "quantize_model_awq", "FakeQuantLinear",
            "quantize_model_w8a8", "activation_absmax", "fake_quantize_activation",
            "quantize_keys_per_channel", "quantize_values_per_token", "quantize_per_token",
-           "QuantizedKVCache"]
+           "QuantizedKVCache", "kv_cache_bytes_per_token"]
 
 SCALE_EPS = 1e-5   # llm-awq's clamp on a group's range (an all-equal group keeps a non-zero scale)
 
@@ -120,23 +120,44 @@ def gptq_quantize(w: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size: i
     """GPTQ for one Linear: the fake-quantised weight ``[out, in]`` (same dtype as ``w``).
 
     ``H [in, in]`` is the layer's input Hessian ``2·XᵀX / n`` (:func:`kdcore.llm.eval.hessian`). As the
-    reference code (IST-DASLab/gptq ``fasterquant``, no act-order, no static groups) does:
+    reference code (IST-DASLab/gptq ``fasterquant``; no act-order, no static groups) does:
 
     1. dead inputs (``H_ii == 0``): ``H_ii ← 1`` and the column of ``w`` set to 0;
     2. dampening: ``H ← H + damp · mean(diag H) · I``;
     3. ``U = chol(H⁻¹)ᵀ`` (upper Cholesky factor of the inverse);
     4. for each column ``i`` in order: ``q_i = RTN(w_i)`` on the grid of its group (grid computed from the
-       *current*, already error-updated weights when the group's first column is reached; per row when
-       ``group_size`` is None), ``e = (w_i − q_i) / U_ii``, ``w_{:, j} −= e · U_ij`` for every ``j > i``.
+       *current*, already error-updated weights when the group's first column is reached; one grid per row
+       when ``group_size`` is None), ``e = (w_i − q_i) / U_ii``, ``w_{:, j} −= e · U_ij`` for every ``j > i``.
 
     The grid is :func:`quantize_groupwise`'s asymmetric one, so with ``H = I`` (no error to spread: ``U`` is
-    diagonal) the result equals ``quantize_groupwise(w, bits, group_size)``. Computed in ``w``'s dtype
-    (at least float32), in blocks of 128 columns (lazy batch updates; same result as column by column).
+    diagonal) the result equals ``quantize_groupwise(w, bits, group_size)``. Computed in ``w``'s dtype (at
+    least float32). The paper's code applies step 4's updates lazily, 128 columns at a time, for GPU speed;
+    the result is the same, so this reference updates column by column.
     """
+    w, H, bits, g, damp = _gptq_args(w, H, bits, group_size, damp)
+    W = w.clone()                                                  # [out, in], updated in place
+    H = H.clone()                                                  # [in, in]
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    H += damp * torch.diag(H).mean() * torch.eye(len(H), dtype=H.dtype)
+    U = _upper_cholesky_of_inverse(H)                              # [in, in], upper triangular
+    Q = torch.zeros_like(W)
+    for i in range(W.shape[1]):
+        if i % g == 0:                                             # a group starts: its grid, from current W
+            scale, zero = _asym_grid(W[:, i:i + g], bits)          # [out, 1] each
+        Q[:, i:i + 1] = _asym_round(W[:, i:i + 1], scale, zero, bits)
+        err = (W[:, i] - Q[:, i]) / U[i, i]                        # [out]
+        W[:, i:] -= err[:, None] * U[i, i:][None, :]               # spread over the columns not yet quantized
+    return Q.to(w.dtype)
+
+
+def _gptq_args(w, H, bits, group_size, damp) -> tuple[torch.Tensor, torch.Tensor, int, int, float]:
+    """Validated ``(w, H, bits, group_size, damp)``; ``w`` and ``H`` detached, in ``w``'s dtype (≥ float32)."""
     w = _weight("w", w)
     H = v.finite("H", v.tensor("H", H, ndim=2, floating=True))
     bits = _bits(bits)
-    out_f, in_f = w.shape
+    in_f = w.shape[1]
     if tuple(H.shape) != (in_f, in_f):
         raise ValueError(f"H must be square [in, in] = [{in_f}, {in_f}] for w of shape {tuple(w.shape)}, "
                          f"got {tuple(H.shape)}")
@@ -145,38 +166,17 @@ def gptq_quantize(w: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size: i
     if not 0.0 <= damp <= 1.0:
         raise ValueError(f"damp must be in [0, 1] (a fraction of the mean diagonal of H), got {damp}")
     dtype = torch.promote_types(w.dtype, torch.float32)
-    W = w.to(dtype).clone()                                       # [out, in], updated in place
-    H = H.detach().to(dtype).clone()
-    dead = torch.diag(H) == 0
-    H[dead, dead] = 1.0
-    W[:, dead] = 0.0
-    idx = torch.arange(in_f)
-    H[idx, idx] += damp * torch.mean(torch.diag(H))
+    return w.to(dtype), H.detach().to(dtype), bits, g, damp
+
+
+def _upper_cholesky_of_inverse(H: torch.Tensor) -> torch.Tensor:
+    """``U`` with ``UᵀU = H⁻¹`` (``H`` symmetric positive definite), as GPTQ computes it."""
     try:
         L = torch.linalg.cholesky(H)
     except torch.linalg.LinAlgError:
         raise ValueError("H is not positive definite even after dampening: pass H = 2·XᵀX/n, or raise damp") \
             from None
-    U = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)  # [in, in], upper triangular
-    Q = torch.zeros_like(W)
-    block = 128
-    for i1 in range(0, in_f, block):
-        i2 = min(i1 + block, in_f)
-        W1 = W[:, i1:i2].clone()                                  # [out, b]: this block's columns
-        E1 = torch.zeros_like(W1)                                 # scaled errors, for the lazy update
-        U1 = U[i1:i2, i1:i2]
-        for i in range(i2 - i1):
-            col = i1 + i
-            if col % g == 0:                                      # first column of a group: new grid
-                grid_src = torch.cat([W1[:, i:], W[:, i2:]], dim=1)[:, :g]   # current weights of the group
-                scale, zero = _asym_grid(grid_src, bits)          # [out, 1] each
-            q = _asym_round(W1[:, i:i + 1], scale, zero, bits)[:, 0]        # [out]
-            Q[:, col] = q
-            err = (W1[:, i] - q) / U1[i, i]                       # [out]
-            W1[:, i:] -= err[:, None] * U1[i, i:][None, :]        # spread over the rest of the block
-            E1[:, i] = err
-        W[:, i2:] -= E1 @ U[i1:i2, i2:]                           # ... and, once per block, beyond it
-    return Q.to(w.dtype)
+    return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
 
 
 def _asym_grid(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,13 +206,13 @@ def awq_scales(w: torch.Tensor, x: torch.Tensor, bits: int = 4, group_size: int 
     the previous operation (LayerNorm, or the previous Linear's rows).
     """
     w = _weight("w", w)
-    x = v.finite("x", v.tensor("x", x, ndim=2, floating=True)).detach()
+    x = v.finite("x", v.tensor("x", x, ndim=2, floating=True))
     if x.shape[1] != w.shape[1] or x.shape[0] == 0:
         raise ValueError(f"x must be [n >= 1, in = {w.shape[1]}] for w of shape {tuple(w.shape)}, "
                          f"got {tuple(x.shape)}")
     bits = _bits(bits)
     _group(group_size, w.shape[1])
-    grid = v.integer("grid", grid, minimum=1, maximum=1000)
+    grid = v.integer("grid", grid, minimum=1)
     x = x.to(w.dtype)
     a = x.abs().mean(dim=0)                                       # [in]: mean |activation| per channel
     reference = x @ w.T                                           # [n, out]
@@ -238,8 +238,8 @@ def smoothquant_scales(x_absmax: torch.Tensor, w_absmax: torch.Tensor, alpha: fl
     then computes ``(x / s) (w · s)ᵀ``: the same output, with the activation range divided by ``s``
     (α = 0.5 balances the two; larger α moves more of the difficulty into the weights).
     """
-    x_absmax = v.finite("x_absmax", v.tensor("x_absmax", x_absmax, ndim=1, floating=True)).detach()
-    w_absmax = v.finite("w_absmax", v.tensor("w_absmax", w_absmax, ndim=1, floating=True)).detach()
+    x_absmax = v.finite("x_absmax", v.tensor("x_absmax", x_absmax, ndim=1, floating=True))
+    w_absmax = v.finite("w_absmax", v.tensor("w_absmax", w_absmax, ndim=1, floating=True))
     v.same_shape("x_absmax", x_absmax, "w_absmax", w_absmax)
     if (x_absmax < 0).any() or (w_absmax < 0).any():
         raise ValueError("x_absmax and w_absmax are maxima of absolute values: they must be >= 0")
@@ -283,14 +283,6 @@ def _calib_inputs(model: GPT, names: Sequence[str], batches: Sequence[torch.Tens
     return collect_inputs(model, names, batches)
 
 
-def _block_groups(model: GPT, names: Sequence[str]) -> list[list[str]]:
-    """Names grouped by block (``h.<i>.``), in block order: GPTQ quantizes block after block."""
-    groups: dict[str, list[str]] = {}
-    for n in names:
-        groups.setdefault(".".join(n.split(".")[:2]), []).append(n)
-    return list(groups.values())
-
-
 @torch.no_grad()
 def quantize_model_rtn(model: GPT, bits: int, group_size: int | None = 64, symmetric: bool = False,
                        layer_names: Sequence[str] | None = None) -> GPT:
@@ -302,19 +294,31 @@ def quantize_model_rtn(model: GPT, bits: int, group_size: int | None = 64, symme
     return out
 
 
+def _embed(model: GPT, batches: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The residual stream entering block 0 for the calibration ``batches``: ``[N, T, C]``."""
+    idx = torch.cat(list(batches))                                  # [N, T]
+    pos = torch.arange(idx.shape[1])
+    return model.drop(model.wte(idx) + model.wpe(pos))
+
+
 @torch.no_grad()
 def quantize_model_gptq(model: GPT, batches: Sequence[torch.Tensor], bits: int, group_size: int | None = None,
-                        damp: float = 0.01, layer_names: Sequence[str] | None = None) -> GPT:
-    """A copy of ``model`` quantized with :func:`gptq_quantize`, block after block as the GPTQ paper does:
-    each block's Hessians come from running the calibration ``batches`` through the model whose earlier
-    blocks are already quantized (one calibration pass per block)."""
-    out = copy.deepcopy(model)
-    from .eval import hessian
-    for group in _block_groups(out, layer_names or block_linear_names(out)):
-        xs = _calib_inputs(out, group, batches)
-        for name in group:
-            layer = out.get_submodule(name)
+                        damp: float = 0.01) -> GPT:
+    """A copy of ``model`` whose block Linears went through :func:`gptq_quantize`, block after block as the
+    GPTQ paper does: block ``i``'s Hessians come from the calibration ``batches`` passed through blocks
+    ``0 .. i−1`` *already quantized*, so each block corrects for the error of the ones before it. The
+    residual stream is carried from block to block (two passes of one block per block, not whole-model passes).
+    """
+    from .eval import collect_inputs, hessian
+    out = copy.deepcopy(model).eval()
+    x = _embed(out, batches)                                        # [N, T, C]
+    for block in out.h:
+        names = [n for n, m in block.named_modules() if isinstance(m, nn.Linear)]   # attn.c_attn, ...
+        xs = collect_inputs(block, names, [x])                      # {name: [N·T, in]}
+        for name in names:
+            layer = block.get_submodule(name)
             layer.weight.copy_(gptq_quantize(layer.weight, hessian(xs[name]), bits, group_size, damp))
+        x = block(x)                                                # through the quantized block
     return out
 
 
@@ -467,3 +471,23 @@ class QuantizedKVCache(KVCache):
         super().crop(length)
         # a cropped group is no longer complete: keep its (already rounded) values, count only whole groups
         self.n_quantized = [min(n, (length // self.group) * self.group) for n in self.n_quantized]
+
+
+def kv_cache_bytes_per_token(n_layer: int, n_embd: int, n_head: int, bits: int | None, group: int = 32,
+                             key_axis: str = "channel", param_bytes: int = 2) -> float:
+    """Bytes one token adds to the KV cache: keys and values, ``2 · n_layer · n_embd`` numbers, at ``bits``
+    (``None``: float32), plus the grids' scale and minimum (``param_bytes`` each, fp16 by default) as
+    :class:`QuantizedKVCache` lays them out: keys per channel share a grid per channel over ``group`` tokens
+    (``n_embd / group`` grids per token and layer), keys per token and values have one grid per token and
+    head (``n_head``)."""
+    v.integer("n_layer", n_layer, minimum=1)
+    v.integer("n_embd", n_embd, minimum=1)
+    v.integer("n_head", n_head, minimum=1)
+    v.integer("group", group, minimum=1)
+    v.one_of("key_axis", key_axis, ("channel", "token"))
+    if bits is None:
+        return float(2 * n_layer * n_embd * 4)
+    bits = _bits(bits)
+    values = 2 * n_layer * n_embd * bits / 8
+    key_grids = n_embd / group if key_axis == "channel" else n_head
+    return values + n_layer * (key_grids + n_head) * 2 * param_bytes
