@@ -3,7 +3,7 @@
 Examples::
 
     python -m quiz                          # pick a topic, 10 questions, English
-    python -m quiz --lang zh --topic kd_loss --count 5
+    python -m quiz --lang zh --topic soft_targets --count 5
     python -m quiz --notebook 02            # the questions that rehearse notebook 02
     python -m quiz --mock --count 6 --minutes 14   # timed mock interview: 5 spoken answers + 1 coding exercise
     python -m quiz --list-topics

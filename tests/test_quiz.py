@@ -466,12 +466,12 @@ def run_quiz(args, policy, bank, tmp_path, limit=500):
 
 
 def test_all_correct_answers_score_full_marks(bank, tmp_path):
-    n = len(bank.items_in(["kd_loss"]))
-    rc, out, err, data, _ = run_quiz(["--topic", "kd_loss", "--count", "50"], right_answer, bank, tmp_path)
+    n = len(bank.items_in(["soft_targets"]))
+    rc, out, err, data, _ = run_quiz(["--topic", "soft_targets", "--count", "50"], right_answer, bank, tmp_path)
     assert rc == 0 and err == ""
     assert f"{n}/{n} auto-scored answers correct" in out
     assert out.count("✓ Correct.") == n
-    assert set(data["items"]) == {it.id for it in bank.items_in(["kd_loss"])}
+    assert set(data["items"]) == {it.id for it in bank.items_in(["soft_targets"])}
     assert all(r["seen"] == r["right"] == 1 and r["card"]["stability"] > 0 for r in data["items"].values())
 
 
@@ -511,7 +511,7 @@ def test_garbage_gets_a_clear_message_then_the_answer_counts(bank, tmp_path):
 
 
 def test_persistent_garbage_skips_without_touching_progress(bank, tmp_path):
-    rc, out, _, data, _ = run_quiz(["--topic", "kd_loss", "--count", "2"],
+    rc, out, _, data, _ = run_quiz(["--topic", "soft_targets", "--count", "2"],
                                    lambda k, i, s: "" if k == "topic" else "???", bank, tmp_path)
     assert rc == 0
     assert out.count("No valid answer after 3 tries") == 2
@@ -552,7 +552,7 @@ def test_interactive_topic_menu_and_unknown_topic(bank, tmp_path):
 def test_unknown_topic_on_the_command_line(bank, tmp_path):
     rc, out, err, data, _ = run_quiz(["--topic", "distilation"], right_answer, bank, tmp_path)
     assert rc == 2 and data is None
-    assert "unknown topic 'distilation'" in err and "kd_loss" in err
+    assert "unknown topic 'distilation'" in err and "soft_targets" in err
 
 
 @pytest.mark.parametrize("bad", [["--count", "0"], ["--count", "ten"], ["--lang", "fr"], ["--minutes", "-1"]])
@@ -566,7 +566,7 @@ def test_corrupt_progress_file_is_kept_aside_not_lost(bank, tmp_path):
     progress.write_text("{ this is not json", encoding="utf-8")
     out, err = io.StringIO(), io.StringIO()
     bot = AnswerBot(out, bank, right_answer)
-    rc = main(["--topic", "kd_loss", "--count", "1", "--progress-file", str(progress)], stdin=bot, stdout=out,
+    rc = main(["--topic", "soft_targets", "--count", "1", "--progress-file", str(progress)], stdin=bot, stdout=out,
               stderr=err)
     assert rc == 0
     backups = list(tmp_path.glob("progress.json.corrupt-*"))
@@ -610,7 +610,7 @@ def test_progress_keeps_records_of_items_no_longer_in_the_bank(bank, tmp_path):
     path = tmp_path / "progress.json"
     path.write_text(json.dumps({"version": 1, "items": {"retired-item": {"box": 3, "due": "", "seen": 4,
                                                                          "right": 3, "last": "right"}}}))
-    rc, _, _, data, _ = run_quiz(["--topic", "kd_loss", "--count", "1"], right_answer, bank, tmp_path)
+    rc, _, _, data, _ = run_quiz(["--topic", "soft_targets", "--count", "1"], right_answer, bank, tmp_path)
     assert rc == 0 and data["items"]["retired-item"]["leitner"]["box"] == 3   # migrated, nothing lost
     assert data["items"]["retired-item"]["seen"] == 4 and data["items"]["retired-item"]["right"] == 3
 
@@ -752,10 +752,10 @@ def test_export_without_answers_is_a_handout(bank):
 def test_export_via_command_line(tmp_path, bank):
     target = tmp_path / "handout.html"
     out = io.StringIO()
-    assert main(["--export", "html", "--no-answers", "--topic", "kd_loss", "-o", str(target)],
+    assert main(["--export", "html", "--no-answers", "--topic", "soft_targets", "-o", str(target)],
                 stdout=out, stderr=io.StringIO()) == 0
     page = target.read_text(encoding="utf-8")
-    assert page.startswith("<!DOCTYPE html>") and page.count("<section") == len(bank.items_in(["kd_loss"]))
+    assert page.startswith("<!DOCTYPE html>") and page.count("<section") == len(bank.items_in(["soft_targets"]))
     out = io.StringIO()
     assert main(["--export", "md", "--lang", "zh"], stdout=out, stderr=io.StringIO()) == 0
     assert out.getvalue().startswith("# 模型压缩面试题")
@@ -770,16 +770,16 @@ def test_runs_from_any_folder_without_importing_torch(tmp_path):
     assert probe.returncode == 0 and probe.stdout.strip() == "False"
     listing = subprocess.run([sys.executable, "-m", "quiz", "--list-topics"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=60)
-    assert listing.returncode == 0 and "kd_loss" in listing.stdout
+    assert listing.returncode == 0 and "soft_targets" in listing.stdout
     session = subprocess.run([sys.executable, "-m", "quiz", "--topic", "kd_core", "--count", "1"],
                              cwd=tmp_path, env=env, input="", capture_output=True, text=True, timeout=60)
     assert session.returncode == 0 and "End of input" in session.stdout
 
 
 def test_follow_up_filter_and_open_mode(bank, tmp_path):
-    rc, out, _, data, _ = run_quiz(["--topic", "kd_loss", "--followups", "only", "--open", "--count", "50"],
+    rc, out, _, data, _ = run_quiz(["--topic", "soft_targets", "--followups", "only", "--open", "--count", "50"],
                                    right_answer, bank, tmp_path)
-    followups = {it.id for it in bank.items_in(["kd_loss"]) if it.followup}
+    followups = {it.id for it in bank.items_in(["soft_targets"]) if it.followup}
     assert rc == 0 and set(data["items"]) == followups
     assert out.count("Answer aloud") == len(followups) and "✓ Correct." not in out
     assert f"self-rated: {len(followups)} got it" in out
@@ -790,7 +790,7 @@ def test_failed_save_stops_the_session_with_a_clear_message(bank, tmp_path, monk
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Progress, "save", disk_full)
-    rc, out, _, data, _ = run_quiz(["--topic", "kd_loss", "--count", "3"], right_answer, bank, tmp_path)
+    rc, out, _, data, _ = run_quiz(["--topic", "soft_targets", "--count", "3"], right_answer, bank, tmp_path)
     assert rc == 1 and data is None
     assert "Could not save progress" in out and "No space left on device" in out
     assert out.count("[1/3]") == 1 and "[2/3]" not in out
