@@ -125,7 +125,7 @@ def test_anki_export_one_note_per_item_and_language(bank, tmp_path):
                 assert values[3] == ""
     # re-exporting gives the same note ids (Anki updates notes instead of duplicating them)
     again = tmp_path / "again.apkg"
-    assert main(["--export", "anki", str(again), "--lang", "zh", "--topic", "kd_loss"],
+    assert main(["--export", "anki", str(again), "--lang", "zh", "--topic", "soft_targets"],
                 stdout=io.StringIO(), stderr=io.StringIO()) == 0
     assert {g for *_, g in _notes(again)} <= {g for *_, g in notes}
     assert len(_notes(again)) == len(bank.items_in(["kd_loss"]))
