@@ -128,7 +128,7 @@ def test_anki_export_one_note_per_item_and_language(bank, tmp_path):
     assert main(["--export", "anki", str(again), "--lang", "zh", "--topic", "soft_targets"],
                 stdout=io.StringIO(), stderr=io.StringIO()) == 0
     assert {g for *_, g in _notes(again)} <= {g for *_, g in notes}
-    assert len(_notes(again)) == len(bank.items_in(["kd_loss"]))
+    assert len(_notes(again)) == len(bank.items_in(["soft_targets"]))
 
 
 def test_anki_export_needs_an_apkg_file_name(tmp_path):
