@@ -537,6 +537,10 @@ def _diagnose(exercise_id: str, exercise: Exercise, observations: list[Observati
                 continue
             explanations.extend(v for v in best_of(found) if v not in explanations)
         chosen = best_of(found)
+        if 2 * agreement[chosen[0]] < len(cases):
+            # a variant that behaves like the candidate on fewer than half of the cases explains nothing (e.g.
+            # "it does not raise either" on an input-validation case): the case's generic hint is better
+            continue
         hints[i] = list(dict.fromkeys(variants[v].hint for v in chosen))[:2]
     return hints
 
