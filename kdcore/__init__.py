@@ -12,6 +12,8 @@ in the course docs). Submodules, one concept each:
 ``models``    small teacher and student networks
 ``train``     seeded training / evaluation / distillation loops
 ``checking``  ``check(exercise_id, fn)``: the grader used by the notebooks
+``hints``     ``hint(exercise_id)``: graded hints, then the solution
+``progress``  the home page's table of solved exercises
 
 Names are resolved lazily, so ``import kdcore`` stays fast and a notebook only pays for what it uses.
 """
@@ -29,7 +31,7 @@ _LIBRARY_EXPORTS: dict[str, str] = {
     "prunable_weights": "prune", "gradual_prune": "prune", "model_flops": "measure", "model_size_bytes": "measure",
     "measure_latency": "measure", "compare_latency": "measure", "saved_bytes": "measure",
     "quantize_per_channel": "quantize", "fake_quantize_model": "quantize", "rank_techniques": "choose",
-    "check": "checking",
+    "check": "checking", "hint": "hints", "progress_table": "progress",
 }
 
 
@@ -45,7 +47,7 @@ def _exercise_exports() -> dict[str, str]:
 
 _EXPORTS: dict[str, str] = {**_exercise_exports(), **_LIBRARY_EXPORTS}
 
-_SUBMODULES = {"distill", "prune", "measure", "quantize", "choose", "data", "models", "train", "checking", "text"}
+_SUBMODULES = {"distill", "prune", "measure", "quantize", "choose", "data", "models", "train", "checking", "text", "hints", "progress"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 

@@ -112,7 +112,7 @@ class CheckCall:
 
 
 def _check_call(node: ast.AST) -> CheckCall | None:
-    """``kd.check("id", fn)``, ``kdcore.check(...)``, ``check(...)`` or ``kd.grading.check(...)``."""
+    """``kd.check("id", fn)``, ``kdcore.check(...)``, ``check(...)`` or ``kd.checking.check(...)``."""
     if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
         return None
     call = node.value

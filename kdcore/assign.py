@@ -1,6 +1,6 @@
 """Write the learner notebooks (``notebooks/``) from the solution notebooks (``solutions/``).
 
-    python -m kdcore.assign                  # regenerate notebooks/*.ipynb from solutions/*.ipynb
+    python -m kdcore.assign                  # navigation cells in solutions/, then notebooks/*.ipynb from them
     python -m kdcore.assign --check          # exit 1 and list the stale files; write nothing
     python -m kdcore.assign --nbgrader DIR   # an nbgrader course folder: DIR/source/kdcore/*.ipynb
 
@@ -9,6 +9,9 @@ replaced by ``raise NotImplementedError("Your code here")`` at the indentation o
 does, so the signature, docstring and comments outside the region stay. Outputs and execution counts are
 cleared, cell metadata is reduced to ``tags`` and notebook metadata to the kernel, so the output depends on
 the solution's text only: re-running is byte-identical, and ``--check`` can compare bytes.
+
+First, every solution notebook gets its navigation cells (course home, previous and next notebook, its quiz
+questions; :mod:`kdcore.navigation`), so that adding or renaming a notebook needs one run to fix every link.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import nbformat
 
+from .navigation import navigate, stale_navigation
 from ._notebook import (NotebookFormatError, cell_source, parse_check_cell, solution_regions,
                         strip_solutions, write_atomic)
 
@@ -175,7 +179,11 @@ def export_nbgrader(solutions_dir: Path, course_dir: Path, assignment: str = "kd
     config = course_dir / "nbgrader_config.py"
     if not config.exists():
         write_atomic(config, 'c = get_config()  # noqa: F821 (defined by nbgrader)\n'
-                             'c.CourseDirectory.course_id = "kdcore"\n')
+                             'c.CourseDirectory.course_id = "kdcore"\n'
+                             '# kd.check raises in the autograder\'s kernels, so a failed exercise loses its points\n'
+                             '# (in a notebook open in JupyterLab it only reports; see kdcore.checking.core.failure_mode)\n'
+                             'import os\n'
+                             'os.environ["KDCORE_CHECK"] = "raise"\n')
     return written
 
 
@@ -200,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"next: cd {args.nbgrader} && nbgrader generate_assignment {args.assignment}")
             return 0
         if args.check:
-            stale = stale_notebooks(args.solutions, args.notebooks)
+            stale = [f"{path} (navigation cells missing or out of date)"
+                     for path in stale_navigation(args.solutions)]
+            stale += stale_notebooks(args.solutions, args.notebooks)
             for line in stale:
                 print(f"stale: {line}")
             if stale:
@@ -208,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"{args.notebooks}/ is up to date with {args.solutions}/")
             return 0
+        expected_notebooks(args.solutions)  # refuse malformed solutions before writing anything
+        for path in navigate(args.solutions):
+            print(f"navigation: {path}")
         written = assign(args.solutions, args.notebooks)
         for path in written:
             print(f"wrote {path}")

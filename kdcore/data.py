@@ -136,8 +136,12 @@ def load_mnist1d(*, n_unlabelled: int = 0, seed: int = 0) -> Split:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def labelled_subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A stratified subset of ``n`` rows (class proportions kept), deterministic for a seed."""
+def labelled_subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int = 0, *, return_rest: bool = False):
+    """A stratified subset of ``n`` rows (class proportions kept), deterministic for a seed.
+
+    Returns ``(x_sub, y_sub)``; with ``return_rest=True`` also the inputs of the other rows, without their
+    labels (``(x_sub, y_sub, x_rest)``): the unlabelled transfer set of a few-labels experiment.
+    """
     from sklearn.model_selection import train_test_split
 
     v.tensor("x", x)
@@ -147,10 +151,14 @@ def labelled_subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int = 0) -> 
     n_classes = int(y.unique().numel())
     v.integer("n", n, minimum=n_classes, maximum=len(y))
     if n == len(y):
-        return x.clone(), y.clone()
+        return (x.clone(), y.clone(), x[:0].clone()) if return_rest else (x.clone(), y.clone())
     idx, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y.numpy(), random_state=seed)
     idx = torch.from_numpy(np.sort(idx))
-    return x[idx], y[idx]
+    if not return_rest:
+        return x[idx], y[idx]
+    rest = torch.ones(len(y), dtype=torch.bool)
+    rest[idx] = False
+    return x[idx], y[idx], x[rest]
 
 
 def shift_images(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:

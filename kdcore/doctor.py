@@ -76,6 +76,17 @@ def check_kernel() -> str:
     return f"Jupyter kernels: {', '.join(sorted(specs))}"
 
 
+def check_lab() -> str:
+    import jupyterlab
+
+    from .lab import HOME_PAGE, course_root
+
+    home = course_root() / HOME_PAGE
+    if not home.exists():
+        raise RuntimeError(f"the course home {home} is missing: run `make notebooks` (python -m kdcore.assign)")
+    return f"JupyterLab {jupyterlab.__version__}; course home {HOME_PAGE}"
+
+
 CHECKS: list[tuple[str, Callable[[], str]]] = [
     ("python", check_python),
     ("torch", check_torch),
@@ -83,6 +94,7 @@ CHECKS: list[tuple[str, Callable[[], str]]] = [
     ("digits", check_digits),
     ("mnist1d data", check_mnist1d),
     ("jupyter", check_kernel),
+    ("jupyterlab", check_lab),
 ]
 
 
@@ -103,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"\n{failed} check(s) failed. Fix: {FIX}.")
     elif not args.quiet:
-        print("\nAll checks passed: `make lab` opens the course.")
+        print("\nAll checks passed: `make lab` opens the course (as root too; it prints the URL to open).")
     return 1 if failed else 0
 
 

@@ -31,6 +31,23 @@ __all__ = [
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def _fraction(name: str, value: object) -> float:
+    """A sparsity: a fraction in [0, 1], never a count.
+
+    ``torch.nn.utils.prune`` reads an ``int`` ``amount`` as a *number* of weights (``amount=1`` prunes one
+    weight) and a ``float`` as a fraction; kdcore always reads a fraction. So that a learner coming from
+    torch is not silently surprised (``sparsity=1`` would prune everything here), an integer other than 0
+    is refused; 0 means "nothing" under both readings and is accepted.
+    """
+    is_int_tensor = isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point()
+    if (isinstance(value, int) and not isinstance(value, bool) and value != 0) or (is_int_tensor and value.item() != 0):
+        raise TypeError(
+            f"{name} must be a fraction in [0, 1] given as a float, got the int {value!r}: kdcore reads sparsity as a "
+            f"fraction of the weights, while torch.nn.utils.prune reads an int amount as a count of weights. "
+            f"Pass 1.0 to prune everything, or count / numel to prune `count` weights.")
+    return v.in_unit_interval(name, value)
+
+
 # --------------------------------------------------------------------------------------------------
 # Unstructured magnitude pruning
 # --------------------------------------------------------------------------------------------------
@@ -110,7 +127,8 @@ def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
 
     Args:
         weight: any shape, floating point; not modified.
-        sparsity: fraction in [0, 1] to prune.
+        sparsity: fraction in [0, 1] to prune, as a float. Unlike ``torch.nn.utils.prune``'s ``amount``, an int is
+            never a count: ints other than 0 raise ``TypeError`` (``sparsity=1`` would otherwise prune everything).
 
     Returns:
         bool mask of ``weight.shape`` (True = keep) with exactly ``round(sparsity * numel)`` entries
@@ -118,7 +136,7 @@ def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
         among equal ``|w|`` the lower flat index is pruned first.
     """
     v.tensor("weight", weight, floating=True)
-    sparsity = v.in_unit_interval("sparsity", sparsity)
+    sparsity = _fraction("sparsity", sparsity)
     return _prune_smallest([weight], round(sparsity * weight.numel()))[0]
 
 
@@ -127,7 +145,8 @@ def global_magnitude_masks(weights: Mapping[str, torch.Tensor], sparsity: float)
 
     Args:
         weights: ``{name: tensor}`` (e.g. the weights of every Linear/Conv layer); not modified.
-        sparsity: fraction in [0, 1] of all entries (summed over the tensors) to prune.
+        sparsity: fraction in [0, 1] of all entries (summed over the tensors) to prune, as a float (ints other
+            than 0 raise ``TypeError``, as in :func:`magnitude_mask`).
 
     Returns:
         ``{name: bool mask}`` of the same shapes (True = keep); exactly ``round(sparsity * total)``
@@ -141,7 +160,7 @@ def global_magnitude_masks(weights: Mapping[str, torch.Tensor], sparsity: float)
         raise ValueError("weights must contain at least one tensor, got an empty dict")
     for name, w in weights.items():
         v.tensor(f"weights[{name!r}]", w, floating=True)
-    sparsity = v.in_unit_interval("sparsity", sparsity)
+    sparsity = _fraction("sparsity", sparsity)
     total = sum(w.numel() for w in weights.values())
     masks = _prune_smallest(list(weights.values()), round(sparsity * total))
     return dict(zip(weights.keys(), masks))
@@ -328,8 +347,8 @@ def sparsity_schedule(step: float, s_initial: float, s_final: float, t0: int, n:
     ``n`` pruning events ``dt`` steps apart start at step ``t0``.
     """
     step = v.real("step", step)
-    s_initial = v.in_unit_interval("s_initial", s_initial)
-    s_final = v.in_unit_interval("s_final", s_final)
+    s_initial = _fraction("s_initial", s_initial)
+    s_final = _fraction("s_final", s_final)
     t0 = v.integer("t0", t0, minimum=0)
     n = v.integer("n", n, minimum=1)
     dt = v.integer("dt", dt, minimum=1)
@@ -402,10 +421,12 @@ def gradual_prune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s_final: f
 
     Training runs ``epochs`` epochs of Adam on cross-entropy with :func:`masked_sgd_step`; during the first
     ``prune_fraction`` of the steps, ``events`` pruning events raise the global sparsity along
-    :func:`sparsity_schedule` (cubic) from 0 to ``s_final``; each event recomputes the masks from the current
-    weights, so a weight pruned earlier may come back. Returns how many weights grew back in total.
+    :func:`sparsity_schedule` (cubic) from 0 to ``s_final``; each event recomputes global magnitude masks from
+    the current weights. Returns how many weights grew back between events: a pruned weight is held at exactly
+    0, so it is among the smallest at the next (higher-sparsity) event and the count is 0 barring ties at 0;
+    notebook 06 prints it to show that gradual magnitude pruning is not "dynamic" pruning.
     """
-    v.in_unit_interval("s_final", s_final)
+    _fraction("s_final", s_final)
     v.integer("epochs", epochs, minimum=1)
     v.integer("batch_size", batch_size, minimum=1)
     v.integer("events", events, minimum=1)

@@ -1,7 +1,8 @@
 """Seeded training, evaluation and distillation loops (Adam, mini-batches, tqdm progress).
 
-Progress bars are on by default; ``progress=False`` or the environment variable ``KDCORE_PROGRESS=0``
-silences them (the tests and CI do). Every loop is deterministic for a given ``seed``.
+Progress bars are shown where someone watches (a notebook open in Jupyter, a terminal: see
+``progress_enabled``); ``progress=False`` or ``KDCORE_PROGRESS=0`` silences them, ``KDCORE_PROGRESS=1`` forces
+them. Every loop is deterministic for a given ``seed``.
 
 (Used by notebooks 02–11; no exercise of its own.)
 """
@@ -9,8 +10,14 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import inspect
+import json
 import os
+import pickle
 import random
+import sys
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -19,7 +26,8 @@ from torch import nn
 
 from . import _validate as v
 
-__all__ = ["set_seed", "evaluate", "predict_logits", "fit", "distill", "pretrained_digits_teacher"]
+__all__ = ["set_seed", "evaluate", "predict_logits", "fit", "distill", "cached_model", "pretrained_digits_teacher",
+           "pretrained_mnist1d_teacher"]
 
 
 def set_seed(seed: int) -> None:
@@ -31,9 +39,17 @@ def set_seed(seed: int) -> None:
 
 
 def progress_enabled(progress: bool | None) -> bool:
+    """``progress`` if given, else ``$KDCORE_PROGRESS`` if set, else whether someone is watching: a notebook
+    open in Jupyter (its kernel has ``JPY_SESSION_NAME``; tqdm.auto then draws a widget) or a terminal.
+    Batch runs (nbclient, nbval, CI, redirected output) get no bar, so none is stored frozen in a notebook."""
     if progress is not None:
         return bool(progress)
-    return os.environ.get("KDCORE_PROGRESS", "1").lower() not in {"0", "false", "no", "off"}
+    setting = os.environ.get("KDCORE_PROGRESS")
+    if setting is not None:
+        return setting.lower() not in {"0", "false", "no", "off"}
+    import sys
+
+    return bool(os.environ.get("JPY_SESSION_NAME")) or bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 @torch.no_grad()
@@ -181,21 +197,147 @@ def distill(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Te
                  weight_decay=weight_decay, seed=seed, progress=progress, desc=desc, masks=masks)
 
 
+# --------------------------------------------------------------------------------------------- cache
+def _code_only(source: str) -> str:
+    """A module's syntax tree without its docstrings (comments never reach the tree), as text."""
+    import ast
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+@functools.lru_cache(maxsize=1)
+def _code_fingerprint() -> str:
+    """Hash of the library code a trained model depends on (training loops, losses, models, pruning, data):
+    editing documentation keeps the cache, any change to the code itself invalidates it."""
+    from . import data, distill, models, prune
+
+    parts = [_code_only(inspect.getsource(m)) for m in (sys.modules[__name__], data, distill, models, prune)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _code_digest(fn: Callable) -> str:
+    """Hash of a function's compiled code (nested functions included), so an edited ``train`` misses the cache."""
+    import types
+
+    def walk(code: types.CodeType) -> bytes:
+        consts = b"".join(walk(c) if isinstance(c, types.CodeType) else repr(c).encode() for c in code.co_consts)
+        return code.co_code + consts + repr(code.co_names).encode()
+
+    code = getattr(fn, "__code__", None)
+    if code is None:                                   # a callable object or a partial: its type and repr
+        return hashlib.sha256(f"{type(fn).__qualname__}:{fn!r}".encode()).hexdigest()[:16]
+    return hashlib.sha256(walk(code)).hexdigest()[:16]
+
+
+def model_cache_enabled() -> bool:
+    """False when the environment variable ``KDCORE_MODEL_CACHE`` is 0/false/no/off (then every call trains)."""
+    return os.environ.get("KDCORE_MODEL_CACHE", "1").lower() not in {"0", "false", "no", "off"}
+
+
+def cached_model(name: str, recipe: Mapping, make: Callable[[], nn.Module],
+                 train: Callable[[nn.Module], object]) -> nn.Module:
+    """``make()`` trained by ``train(model)``, stored on disk after the first call and loaded afterwards.
+
+    The file is ``<cache_dir>/models/<name>-<key>.pt`` (see :func:`kdcore.data.cache_dir`; never inside the
+    repository), where ``key`` hashes ``recipe`` (everything the training depends on that the code does not
+    fix: data, steps, learning rate, seed...), the untrained model's ``repr`` (its architecture), the compiled
+    code of ``train``, the torch version and the code (docstrings aside) of kdcore's training, loss, model,
+    pruning and data modules, so a changed recipe, training function or library never loads a stale model.
+    Values ``train`` reads from outside (data, a teacher) are not seen: name them in ``recipe``, which must be
+    JSON-serialisable. Writes are atomic; a corrupt file is retrained. ``KDCORE_MODEL_CACHE=0`` disables the
+    cache. Returns the model in eval mode.
+    """
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
+        raise ValueError(f"name must be a non-empty file-name-safe string, got {name!r}")
+    if not isinstance(recipe, Mapping):
+        raise TypeError(f"recipe must be a dict, got {type(recipe).__name__}")
+    from .data import cache_dir
+
+    model = make()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"make() must return an nn.Module, got {type(model).__name__}")
+    try:
+        blob = json.dumps({"recipe": recipe, "model": repr(model), "torch": torch.__version__,
+                           "code": _code_fingerprint(), "train": _code_digest(train)}, sort_keys=True)
+    except TypeError as err:
+        raise TypeError(f"recipe must be JSON-serialisable: {err}") from None
+    use_cache = model_cache_enabled()
+    path = None
+    if use_cache:
+        try:                                   # caching is best effort: a read-only home just means no cache
+            path = cache_dir() / "models" / f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.pt"
+        except OSError:
+            path = None
+    if path is not None and path.exists():
+        try:
+            model.load_state_dict(torch.load(path, weights_only=True))
+            return model.eval()
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+            model = make()                     # corrupt or incompatible file: train again below
+    train(model)
+    model.eval()
+    if path is not None:
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), tmp)
+            os.replace(tmp, path)              # atomic: a concurrent reader never sees half a file
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    return model
+
+
 @functools.lru_cache(maxsize=8)
 def _digits_teacher(seed: int, epochs: int):
     from .data import load_digits
     from .models import DigitsCNN
 
     split = load_digits(flat=False)
-    torch.manual_seed(seed)
-    teacher = DigitsCNN()
-    fit(teacher, split.x_train, split.y_train, epochs=epochs, seed=seed, desc="teacher")
-    return teacher
+
+    def make():
+        torch.manual_seed(seed)
+        return DigitsCNN()
+
+    return cached_model("digits-teacher", {"data": "load_digits(flat=False)", "epochs": epochs, "seed": seed},
+                        make, lambda m: fit(m, split.x_train, split.y_train, epochs=epochs, seed=seed, desc="teacher"))
 
 
 def pretrained_digits_teacher(seed: int = 0, epochs: int = 20) -> nn.Module:
     """The course's digits teacher (``DigitsCNN(32, 64)`` trained on all 1,347 training digits).
 
-    Trained on first use (a few seconds) and cached in this process; each call returns a fresh copy.
+    Trained on first use (a few seconds), then loaded from the disk cache (:func:`cached_model`) and kept in
+    this process; each call returns a fresh copy.
     """
     return copy.deepcopy(_digits_teacher(seed, epochs))
+
+
+@functools.lru_cache(maxsize=4)
+def _mnist1d_teacher(seed: int, steps: int):
+    from .data import load_mnist1d
+    from .models import Mnist1dConvBase
+
+    split = load_mnist1d()
+
+    def make():
+        torch.manual_seed(seed)
+        return Mnist1dConvBase()
+
+    return cached_model("mnist1d-teacher", {"data": "load_mnist1d()", "steps": steps, "lr": 1e-2, "batch_size": 128,
+                                            "seed": seed}, make,
+                        lambda m: fit(m, split.x_train, split.y_train, steps=steps, lr=1e-2, batch_size=128, seed=seed,
+                                      desc="teacher 1d"))
+
+
+def pretrained_mnist1d_teacher(seed: int = 0, steps: int = 1000) -> nn.Module:
+    """The MNIST-1D teacher of notebook 03: ``Mnist1dConvBase`` trained on the 4,000 labelled training series.
+
+    Adam, lr 1e-2, batch 128, ``steps`` steps (about 10 s of one CPU core on first use), then loaded from the
+    disk cache; each call returns a fresh copy.
+    """
+    return copy.deepcopy(_mnist1d_teacher(seed, steps))

@@ -11,7 +11,10 @@ question. Text that a learner reads comes in both languages as dotted keys (``qu
 An item either names the seed questions it answers (``seeds``) or is a follow-up
 (``followup = true``) naming the seed questions it follows (``follows``). Where a seed's answer is
 wrong, ``correction.seed``, ``correction.en``, ``correction.zh`` and ``correction.evidence`` (a list of
-citations or computations) say so.
+citations or computations) say so. ``correction.seed_answer`` records the answer the seed itself gives, in the
+item's forms (``mc``: an option index or a list of them; ``tf``: the truth value the seed asserts for the claim;
+``numeric``: the seed's number), so that a learner who answers like the seed is told it is that seed's mistake.
+Evidence lines are shown in Chinese from ``evidence_zh.toml`` (keyed by the English line).
 
 Only the standard library is used, so ``python -m quiz`` starts instantly (no torch import).
 """
@@ -32,7 +35,7 @@ NOTEBOOKS = (
     "01_soft_labels.ipynb", "02_kd_loss.ipynb", "03_training_a_student.ipynb",
     "04_feature_transfer.ipynb", "05_pruning_types.ipynb", "06_when_to_prune.ipynb",
     "07_measuring.ipynb", "08_pruning_and_kd.ipynb", "09_quantization.ipynb", "10_choosing.ipynb",
-    "11_distilling_lms.ipynb",
+    "11_distilling_lms.ipynb", "12_quantizing_llms.ipynb", "13_pruning_llms.ipynb", "14_distilling_llms.ipynb",
 )
 ID_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 # A sentence ends with . ! ? followed by a space or the end (English), or with 。！？ (Chinese).
@@ -79,11 +82,38 @@ class Item:
         return self.seeds or self.follows
 
 
+    def seed_mistake(self, form: str, answer: Any) -> str | None:
+        """The seed id whose own (wrong) answer ``answer`` is, in ``form`` (mc index, tf bool, number); else None."""
+        seed_answer = (self.correction or {}).get("seed_answer") or {}
+        if form not in seed_answer:
+            return None
+        given = seed_answer[form]
+        if form == "mc":
+            hit = answer in (given if isinstance(given, list) else [given])
+        elif form == "tf":
+            hit = answer is given
+        else:
+            hit = abs(float(answer) - given) <= seed_number_tolerance(given)
+        return self.correction["seed"] if hit else None
+
+
+def seed_number_tolerance(value: float) -> float:
+    """Half a unit of the last digit the seed wrote: 0.16 matches answers that round to 0.16."""
+    text = repr(float(value))
+    decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 0
+    return 0.5 * 10 ** -decimals
+
+
 @dataclass(frozen=True)
 class Bank:
     topics: tuple[Topic, ...]
     items: tuple[Item, ...]
     path: Path | None = field(default=None, compare=False)
+    evidence_zh: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def evidence(self, line: str, lang: str) -> str:
+        """An evidence line in ``lang`` (the English line where no translation is recorded)."""
+        return self.evidence_zh.get(line, line) if lang == "zh" else line
 
     def topic(self, topic_id: str) -> Topic:
         for t in self.topics:
@@ -266,7 +296,52 @@ def validate(raw: dict[str, Any], *, known_seeds: list[str] | None = None,
             ev = corr.get("evidence")
             if not isinstance(ev, list) or not ev or not all(isinstance(e, str) and e.strip() for e in ev):
                 problems.append(f"{where}.correction.evidence: must list at least one citation or computation")
+            unknown = set(corr) - {"seed", "en", "zh", "evidence", "seed_answer"}
+            if unknown:
+                problems.append(f"{where}.correction: unknown keys {sorted(unknown)}")
+            _seed_answer(it, corr.get("seed_answer"), where, problems)
     return problems
+
+
+def _seed_answer(it: dict, given: Any, where: str, problems: list[str]) -> None:
+    """``correction.seed_answer``: per form, the seed's own answer, which must be a wrong one."""
+    if given is None:
+        return
+    if not isinstance(given, dict) or not given:
+        problems.append(f"{where}.correction.seed_answer: must be a table with mc, tf and/or numeric")
+        return
+    for form, value in given.items():
+        if form not in FORMS or not isinstance(it.get(form), dict):
+            problems.append(f"{where}.correction.seed_answer.{form}: the item has no {form} form")
+            continue
+        spec = it[form]
+        if form == "mc":
+            values = value if isinstance(value, list) else [value]
+            n = len(spec.get("options", {}).get("en", []))
+            if not values or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n for v in values):
+                problems.append(f"{where}.correction.seed_answer.mc: option indices in [0, {n - 1}], got {value!r}")
+            elif spec.get("answer") in values:
+                problems.append(f"{where}.correction.seed_answer.mc: the correct option cannot be the seed's mistake")
+        elif form == "tf":
+            if not isinstance(value, bool) or value is spec.get("answer"):
+                problems.append(f"{where}.correction.seed_answer.tf: must be the wrong truth value "
+                                f"({not spec.get('answer')!r})")
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok or abs(value - spec.get("value", 0)) <= max(spec.get("tolerance", 0), seed_number_tolerance(value)):
+                problems.append(f"{where}.correction.seed_answer.numeric: must be a number away from the answer")
+
+
+def load_evidence_zh(path: Path) -> dict[str, str]:
+    """English evidence line -> Chinese, from ``evidence_zh.toml`` (empty if the file is missing)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise BankError(f"{path} is not valid TOML: {exc}") from None
+    return {entry["en"]: entry["zh"] for entry in raw.get("evidence", [])}
 
 
 def _build(raw: dict[str, Any], path: Path | None) -> Bank:
@@ -280,7 +355,8 @@ def _build(raw: dict[str, Any], path: Path | None) -> Bank:
             followup=bool(it.get("followup", False)), exercise=it.get("exercise"),
             mc=it.get("mc"), numeric=it.get("numeric"), tf=it.get("tf"), correction=it.get("correction"),
         ))
-    return Bank(topics, tuple(items), path)
+    evidence_zh = load_evidence_zh(path.with_name("evidence_zh.toml")) if path is not None else {}
+    return Bank(topics, tuple(items), path, evidence_zh)
 
 
 def load_bank(path: str | Path | None = None, *, check_seeds: bool = True) -> Bank:

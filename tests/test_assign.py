@@ -265,7 +265,7 @@ def test_each_exercise_in_exactly_one_notebook(path):
 # --- nbgrader compatibility (optional dependency) -------------------------------------------------------
 
 def test_nbgrader_generate_assignment_accepts_the_notebooks(tmp_path):
-    import nbgrader  # noqa: F401  (in requirements.txt: this test must run, not skip)
+    import nbgrader  # noqa: F401  (requirements-instructor.txt, which `make test` and CI install: must run, not skip)
     solutions = tmp_path / "solutions"
     solutions.mkdir()
     nbformat.write(solution_notebook(), solutions / "02_kd.ipynb")

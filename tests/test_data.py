@@ -1,6 +1,7 @@
 """kdcore.data: fixed splits, offline generation, no global-RNG side effects, no network."""
 import random
 import socket
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -66,6 +67,16 @@ def test_labelled_subset_stratified_and_deterministic():
         data.labelled_subset(split.x_train, split.y_train, 5)
     with pytest.raises(ValueError, match="same length"):
         data.labelled_subset(split.x_train, split.y_train[:10], 50)
+
+
+def test_labelled_subset_rest_is_every_other_row_exactly_once():
+    split = data.load_digits()
+    x, y = split.x_train, split.y_train
+    xs, ys, rest = data.labelled_subset(x, y, 100, seed=3, return_rest=True)
+    assert torch.equal(xs, data.labelled_subset(x, y, 100, seed=3)[0]) and len(rest) == len(x) - 100
+    as_multiset = lambda t: Counter(tuple(r.tolist()) for r in t)
+    assert as_multiset(torch.cat([xs, rest])) == as_multiset(x)               # every row exactly once
+    assert len(data.labelled_subset(x, y, len(y), return_rest=True)[2]) == 0
 
 
 def test_shift_images_moves_pixels_and_fills_zero():

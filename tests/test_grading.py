@@ -101,12 +101,10 @@ def test_observations_round_trip_through_torch_save(eid):
         assert (direct.passed, direct.score, direct.feedback) == (via_disk.passed, via_disk.score, via_disk.feedback)
 
 
-def test_check_prints_one_line_per_case_and_returns_the_result(capsys):
+def test_check_summarises_a_pass_in_one_line_and_returns_the_result(capsys):
     result = check("kd_loss", CORRECT["kd_loss"][0].fn)
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("kd_loss: 12/12 cases passed")
-    assert len(out) == 1 + len(EXERCISES["kd_loss"].cases)
-    assert all(line.startswith("  ✓ ") for line in out[1:])
+    assert out == [f"kd_loss: all {len(EXERCISES['kd_loss'].cases)} cases passed — well done!"]
     assert isinstance(result, CheckResult) and result.exercise_id == "kd_loss"
 
 
@@ -120,7 +118,7 @@ def test_failure_report_names_the_case_and_the_misconception(capsys):
         check("kd_loss", no_t_squared)
     out = capsys.readouterr().out
     assert "✗ n=8, c=10, T=2, alpha=0.5" in out
-    assert "✓ n=8, c=10, T=1, alpha=0.3" in out  # T = 1: T² changes nothing, so this case passes
+    assert "passed: n=8, c=10, T=1, alpha=0.3" in out  # T = 1: T² changes nothing, so this case passes
     assert "did you forget to multiply the soft term by T**2?" in out
 
 
@@ -148,7 +146,7 @@ def test_generic_hints_when_no_variant_matches():
 
     result = _grade("softmax_t", mutating_softmax)
     assert not result.passed and core.MUTATION_HINT in result.feedback
-    assert "✓ raises on shape=[2, 3], T=0" in result.feedback
+    assert "raises on shape=[2, 3], T=0" in result.feedback.splitlines()[-1]  # the passed cases' line
 
 
 def test_time_limit_per_case_reports_a_failed_case():

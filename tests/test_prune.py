@@ -81,6 +81,27 @@ def test_magnitude_mask_rejects_bad_sparsity(bad):
         P.magnitude_mask(torch.randn(3), bad)
 
 
+def test_int_sparsity_is_refused_because_torch_reads_an_int_amount_as_a_count():
+    # torch.nn.utils.prune: amount=1 (int) prunes ONE weight, amount=1.0 prunes all of them. kdcore always reads
+    # a fraction, so an int other than 0 would be a silent surprise: it is refused, naming both conventions.
+    w = torch.randn(4, 5)
+    holder = _holder(w.clone())
+    torch_prune.l1_unstructured(holder, "weight", amount=1)
+    assert int((holder.weight_mask == 0).sum()) == 1                        # torch: a count
+    for call in (lambda s: P.magnitude_mask(w, s), lambda s: P.global_magnitude_masks({"w": w}, s),
+                 lambda s: P.sparsity_schedule(0, 0.0, s, 0, 1, 1), lambda s: P.sparsity_schedule(0, s, 0.5, 0, 1, 1)):
+        for bad in (1, 2, torch.tensor(1)):
+            with pytest.raises(TypeError, match=r"(?s)(sparsity|s_final|s_initial).*int.*count"):
+                call(bad)
+    with pytest.raises(TypeError, match="s_final"):
+        P.gradual_prune(MLP((4, 3, 2)), torch.randn(8, 4), torch.randint(0, 2, (8,)), 1, epochs=1)
+    # 0 means "nothing" under both readings; 1.0 (a float) is every weight
+    assert P.magnitude_mask(w, 0).all() and P.global_magnitude_masks({"w": w}, 0)["w"].all()
+    assert P.sparsity_schedule(0, 0, 0.5, 0, 1, 1) == 0.0
+    assert not P.magnitude_mask(w, 1.0).any()
+    assert P.magnitude_mask(w, torch.tensor(0.5)).sum() == 10                # float tensors are fractions
+
+
 def test_magnitude_mask_rejects_non_float():
     with pytest.raises(TypeError, match="weight"):
         P.magnitude_mask([1.0, 2.0], 0.5)

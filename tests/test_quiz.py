@@ -27,7 +27,7 @@ from quiz import bank as qbank
 from quiz.bank import NOTEBOOKS, Bank, load_bank, seed_ids, validate
 from quiz.cli import main
 from quiz.export import to_html, to_markdown
-from quiz.progress import INTERVALS_DAYS, Progress, ProgressError, default_progress_path
+from quiz.progress import Progress, ProgressError, default_progress_path
 from quiz.session import Session, parse_number
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,10 +244,11 @@ def _pruned_count() -> float:
 
 
 def _observer_qparams() -> tuple[float, int]:
-    obs = torch.ao.quantization.MinMaxObserver(dtype=torch.quint8, qscheme=torch.per_tensor_affine)
-    obs(torch.tensor([-1.0, 3.0]))
-    scale, zp = obs.calculate_qparams()
-    return float(scale), int(zp)
+    # MinMaxObserver's quint8 conventions as kdcore.quantize implements them; tests/test_quantize.py holds the
+    # library to the observer's formulas (and to torch.ao's deprecated observers while torch ships them)
+    from kdcore.quantize import quantize_affine
+    _, scale, zero_point = quantize_affine(torch.tensor([-1.0, 3.0]), bits=8, symmetric=False)
+    return scale, zero_point
 
 
 def _csr_break_even() -> float:
@@ -278,6 +279,15 @@ RECOMPUTE = {
     "quant-zero-point": lambda: _observer_qparams()[1],
     "quant-weight-sharing": lambda: 32 / math.log2(16),
     "choose-methods": _separable_params,
+    # notebook 12: the library's accounting and reference, and the KV-cache arithmetic written out
+    "llm-bits-per-weight": lambda: __import__("kdcore.llm.quantize", fromlist=["x"]).bits_per_weight(4, 128, 4096),
+    "llm-smoothquant": lambda: __import__("kdcore.llm.quantize", fromlist=["x"]).smoothquant_scales(
+        torch.tensor([64.0]), torch.tensor([0.25]), 0.5).item(),
+    "llm-kv-cache": lambda: 2 * 32 * 4096 * 2 / 2 ** 20,   # K and V × layers × d_model × fp16 bytes, in MiB
+    # notebook 14: fp16 value + int32 id per stored entry; acceptance probability Σ min(p, q)
+    "llm-topk-bytes": lambda: 20 * (torch.finfo(torch.float16).bits + torch.iinfo(torch.int32).bits) / 8,
+    "llm-spec-acceptance-number": lambda: torch.minimum(torch.tensor([0.1, 0.3, 0.2, 0.4]),
+                                                        torch.tensor([0.6, 0.3, 0.1, 0.0])).sum().item(),
 }
 
 
@@ -382,6 +392,7 @@ class AnswerBot(io.TextIOBase):
         self.out, self.bank, self.policy, self.limit = out, bank, policy, limit
         self.by_id = {it.id: it for it in bank.items}
         self.typed: list[str] = []
+        self.pending: list[str] = []
 
     def readline(self, size: int = -1) -> str:
         if len(self.typed) >= self.limit:
@@ -392,20 +403,33 @@ class AnswerBot(io.TextIOBase):
         item = self.by_id[headers[-1]] if headers else None
         block = text[text.rfind("\n[") + 1:] if headers else ""
         shown = dict(re.findall(r"^  ([a-h])\) (.*)$", block, flags=re.M))
-        kinds = [("Pick a topic", "topic"), ("选择主题", "topic"), ("a/b", "mc"), ("a number", "numeric"),
+        if self.pending:  # the rest of a multi-line answer (code)
+            line = self.pending.pop(0)
+            self.typed.append(line)
+            return line + "\n"
+        kinds = [("Press Enter to start", "start"), ("按回车开始", "start"), ("... ", "code"),
+                 ("Pick a topic", "topic"), ("选择主题", "topic"), ("a/b", "mc"), ("a number", "numeric"),
                  ("一个数", "numeric"), ("t = true", "tf"), ("t = 对", "tf"), ("Answer aloud", "open"),
                  ("口头作答", "open"), ("How did you do", "rate"), ("自评", "rate")]
         kind = next(k for marker, k in kinds if marker in last_line)
-        answer = self.policy(kind, item, shown)
+        if kind == "code":
+            exercise = re.findall(r"^\[\d+/\d+\] kd.check · ([a-z_0-9]+)$", text, flags=re.M)[-1]
+            answer = self.policy(kind, exercise, shown)
+        else:
+            answer = self.policy(kind, item, shown)
         if answer is None:
             return ""
-        self.typed.append(answer)
-        return answer + "\n"
+        first, *self.pending = answer.split("\n")
+        self.typed.append(first)
+        return first + "\n"
 
 
 def right_answer(kind, item, shown):
-    if kind == "topic":
+    if kind in ("topic", "start"):
         return ""
+    if kind == "code":  # item is the exercise id: the course's solution, typed in
+        from kdcore.hints import solution_source
+        return solution_source(item) + "\nend"
     if kind == "mc":
         correct = item.mc["options"]["en"][item.mc["answer"]]
         zh = item.mc["options"]["zh"][item.mc["answer"]]
@@ -442,13 +466,13 @@ def run_quiz(args, policy, bank, tmp_path, limit=500):
 
 
 def test_all_correct_answers_score_full_marks(bank, tmp_path):
-    n = len(bank.items_in(["kd_loss"]))
-    rc, out, err, data, _ = run_quiz(["--topic", "kd_loss", "--count", "50"], right_answer, bank, tmp_path)
+    n = len(bank.items_in(["soft_targets"]))
+    rc, out, err, data, _ = run_quiz(["--topic", "soft_targets", "--count", "50"], right_answer, bank, tmp_path)
     assert rc == 0 and err == ""
     assert f"{n}/{n} auto-scored answers correct" in out
     assert out.count("✓ Correct.") == n
-    assert set(data["items"]) == {it.id for it in bank.items_in(["kd_loss"])}
-    assert all(r["box"] == 1 and r["right"] == 1 for r in data["items"].values())
+    assert set(data["items"]) == {it.id for it in bank.items_in(["soft_targets"])}
+    assert all(r["seen"] == r["right"] == 1 and r["card"]["stability"] > 0 for r in data["items"].values())
 
 
 def test_wrong_answers_are_shown_corrected_and_asked_again(bank, tmp_path):
@@ -459,12 +483,13 @@ def test_wrong_answers_are_shown_corrected_and_asked_again(bank, tmp_path):
     assert first.count("✗ Not quite") == n
     assert len(re.findall(r"^\[\d+/\d+\] ", again, flags=re.M)) == n   # each missed item asked again
     assert "Correction of seed 004-Q15:" in out           # the correction is shown with the answer
-    assert all(r["box"] == 0 and r["seen"] == 2 and r["right"] == 0 for r in data["items"].values())
-    # next time, the missed items come first
+    assert all(r["seen"] == 2 and r["right"] == 0 and r["last"] == "wrong" for r in data["items"].values())
+    # next time (after FSRS's 10-minute relearning step), the missed items come first
     progress = Progress(tmp_path / "p.json", {k: Progress.load(tmp_path / "progress.json")[0].records[k]
                                               for k in data["items"]})
     ids = [it.id for it in bank.items]
-    assert set(progress.order(ids)[:n]) == set(data["items"])
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    assert set(progress.order(ids, now=later)[:n]) == set(data["items"])
 
 
 def test_garbage_gets_a_clear_message_then_the_answer_counts(bank, tmp_path):
@@ -486,7 +511,7 @@ def test_garbage_gets_a_clear_message_then_the_answer_counts(bank, tmp_path):
 
 
 def test_persistent_garbage_skips_without_touching_progress(bank, tmp_path):
-    rc, out, _, data, _ = run_quiz(["--topic", "kd_loss", "--count", "2"],
+    rc, out, _, data, _ = run_quiz(["--topic", "soft_targets", "--count", "2"],
                                    lambda k, i, s: "" if k == "topic" else "???", bank, tmp_path)
     assert rc == 0
     assert out.count("No valid answer after 3 tries") == 2
@@ -527,7 +552,7 @@ def test_interactive_topic_menu_and_unknown_topic(bank, tmp_path):
 def test_unknown_topic_on_the_command_line(bank, tmp_path):
     rc, out, err, data, _ = run_quiz(["--topic", "distilation"], right_answer, bank, tmp_path)
     assert rc == 2 and data is None
-    assert "unknown topic 'distilation'" in err and "kd_loss" in err
+    assert "unknown topic 'distilation'" in err and "soft_targets" in err
 
 
 @pytest.mark.parametrize("bad", [["--count", "0"], ["--count", "ten"], ["--lang", "fr"], ["--minutes", "-1"]])
@@ -541,7 +566,7 @@ def test_corrupt_progress_file_is_kept_aside_not_lost(bank, tmp_path):
     progress.write_text("{ this is not json", encoding="utf-8")
     out, err = io.StringIO(), io.StringIO()
     bot = AnswerBot(out, bank, right_answer)
-    rc = main(["--topic", "kd_loss", "--count", "1", "--progress-file", str(progress)], stdin=bot, stdout=out,
+    rc = main(["--topic", "soft_targets", "--count", "1", "--progress-file", str(progress)], stdin=bot, stdout=out,
               stderr=err)
     assert rc == 0
     backups = list(tmp_path.glob("progress.json.corrupt-*"))
@@ -585,8 +610,9 @@ def test_progress_keeps_records_of_items_no_longer_in_the_bank(bank, tmp_path):
     path = tmp_path / "progress.json"
     path.write_text(json.dumps({"version": 1, "items": {"retired-item": {"box": 3, "due": "", "seen": 4,
                                                                          "right": 3, "last": "right"}}}))
-    rc, _, _, data, _ = run_quiz(["--topic", "kd_loss", "--count", "1"], right_answer, bank, tmp_path)
-    assert rc == 0 and data["items"]["retired-item"]["box"] == 3
+    rc, _, _, data, _ = run_quiz(["--topic", "soft_targets", "--count", "1"], right_answer, bank, tmp_path)
+    assert rc == 0 and data["items"]["retired-item"]["leitner"]["box"] == 3   # migrated, nothing lost
+    assert data["items"]["retired-item"]["seen"] == 4 and data["items"]["retired-item"]["right"] == 3
 
 
 def test_default_progress_path_is_outside_the_repository(tmp_path):
@@ -597,19 +623,27 @@ def test_default_progress_path_is_outside_the_repository(tmp_path):
 
 
 def test_spaced_repetition_schedule():
+    """FSRS: each right answer pushes the next review further out, a miss brings it back within minutes, and the
+    items least likely to be recalled come first."""
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     p = Progress(Path("unused.json"))
-    for box in range(1, len(INTERVALS_DAYS)):
-        rec = p.record("a", "right", now)
-        assert rec.box == box
-        assert datetime.fromisoformat(rec.due) == now + timedelta(days=INTERVALS_DAYS[box])
-    assert p.record("a", "right", now).box == len(INTERVALS_DAYS) - 1
-    rec = p.record("a", "wrong", now)
-    assert rec.box == 0 and datetime.fromisoformat(rec.due) == now
-    p.record("b", "right", now)
-    p.record("c", "partial", now)
-    later = now + timedelta(hours=1)
-    assert p.order(["b", "new", "c", "a"], now=later)[:2] == ["a", "new"]
+    intervals = []
+    t = now
+    for _ in range(5):
+        rec = p.record("a", "right", t)
+        intervals.append(rec.due - t)
+        t = rec.due
+    assert intervals == sorted(intervals) and intervals[-1] > timedelta(days=20) > intervals[0]
+    rec = p.record("a", "wrong", t)
+    assert rec.due - t <= timedelta(minutes=10) and rec.last == "wrong" and rec.seen == 6 and rec.right == 5
+    assert [r[1] for r in rec.reviews] == [3, 3, 3, 3, 3, 1]   # FSRS ratings: Good ×5, Again
+    p.record("b", "right", t)
+    p.record("c", "partial", t)
+    assert p.order(["b", "new", "c", "a"], now=t)[0] == "new"      # nothing due yet: the new item first
+    later = t + timedelta(hours=1)                                 # all three due: least recallable first
+    order = p.order(["b", "new", "c", "a"], now=later)
+    assert order[-1] == "new"
+    assert [p.retrievability(i, later) for i in order[:3]] == sorted(p.retrievability(i, later) for i in order[:3])
     with pytest.raises(ValueError, match="outcome"):
         p.record("a", "maybe", now)
 
@@ -622,12 +656,13 @@ def test_chinese_session(bank, tmp_path):
 
 
 def test_mock_interview_mixes_topics_and_self_rates(bank, tmp_path):
-    rc, out, _, data, _ = run_quiz(["--mock", "--count", "4", "--minutes", "8"], right_answer, bank, tmp_path)
+    rc, out, _, data, _ = run_quiz(["--mock", "--count", "5", "--minutes", "12"], right_answer, bank, tmp_path)
     assert rc == 0
     assert "self-rated: 4 got it" in out and "Mock interview time:" in out
     topics = {next(it.topic for it in bank.items if it.id == iid) for iid in data["items"]}
     assert len(topics) == 4
-    assert out.count("budget 2:00") == 4
+    assert out.count("budget 2:00") == 4 and out.count("budget 4:00") == 1   # 4 spoken + 1 coding = 6 slots
+    assert "kd.check: 100% of the cases passed." in out and "Score: 5/5 (100%)" in out
 
 
 def test_mock_interview_reports_overtime(bank, tmp_path):
@@ -717,10 +752,10 @@ def test_export_without_answers_is_a_handout(bank):
 def test_export_via_command_line(tmp_path, bank):
     target = tmp_path / "handout.html"
     out = io.StringIO()
-    assert main(["--export", "html", "--no-answers", "--topic", "kd_loss", "-o", str(target)],
+    assert main(["--export", "html", "--no-answers", "--topic", "soft_targets", "-o", str(target)],
                 stdout=out, stderr=io.StringIO()) == 0
     page = target.read_text(encoding="utf-8")
-    assert page.startswith("<!DOCTYPE html>") and page.count("<section") == len(bank.items_in(["kd_loss"]))
+    assert page.startswith("<!DOCTYPE html>") and page.count("<section") == len(bank.items_in(["soft_targets"]))
     out = io.StringIO()
     assert main(["--export", "md", "--lang", "zh"], stdout=out, stderr=io.StringIO()) == 0
     assert out.getvalue().startswith("# 模型压缩面试题")
@@ -735,16 +770,16 @@ def test_runs_from_any_folder_without_importing_torch(tmp_path):
     assert probe.returncode == 0 and probe.stdout.strip() == "False"
     listing = subprocess.run([sys.executable, "-m", "quiz", "--list-topics"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=60)
-    assert listing.returncode == 0 and "kd_loss" in listing.stdout
+    assert listing.returncode == 0 and "soft_targets" in listing.stdout
     session = subprocess.run([sys.executable, "-m", "quiz", "--topic", "kd_core", "--count", "1"],
                              cwd=tmp_path, env=env, input="", capture_output=True, text=True, timeout=60)
     assert session.returncode == 0 and "End of input" in session.stdout
 
 
 def test_follow_up_filter_and_open_mode(bank, tmp_path):
-    rc, out, _, data, _ = run_quiz(["--topic", "kd_loss", "--followups", "only", "--open", "--count", "50"],
+    rc, out, _, data, _ = run_quiz(["--topic", "soft_targets", "--followups", "only", "--open", "--count", "50"],
                                    right_answer, bank, tmp_path)
-    followups = {it.id for it in bank.items_in(["kd_loss"]) if it.followup}
+    followups = {it.id for it in bank.items_in(["soft_targets"]) if it.followup}
     assert rc == 0 and set(data["items"]) == followups
     assert out.count("Answer aloud") == len(followups) and "✓ Correct." not in out
     assert f"self-rated: {len(followups)} got it" in out
@@ -755,7 +790,7 @@ def test_failed_save_stops_the_session_with_a_clear_message(bank, tmp_path, monk
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Progress, "save", disk_full)
-    rc, out, _, data, _ = run_quiz(["--topic", "kd_loss", "--count", "3"], right_answer, bank, tmp_path)
+    rc, out, _, data, _ = run_quiz(["--topic", "soft_targets", "--count", "3"], right_answer, bank, tmp_path)
     assert rc == 1 and data is None
     assert "Could not save progress" in out and "No space left on device" in out
     assert out.count("[1/3]") == 1 and "[2/3]" not in out

@@ -95,6 +95,56 @@ def test_pretrained_teacher_is_accurate_and_copied():
     assert train.evaluate(b, split.x_test, split.y_test) > 0.95
 
 
+def test_cached_model_trains_once_per_recipe_and_never_loads_a_stale_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDCORE_CACHE", str(tmp_path))
+    monkeypatch.delenv("KDCORE_MODEL_CACHE", raising=False)
+    calls = []
+
+    def make():
+        torch.manual_seed(0)
+        return kd.models.MLP((4, 3, 2))
+
+    def train_(model):                        # a "training" whose result depends on how often it ran
+        calls.append(1)
+        with torch.no_grad():
+            model.layers[0].weight.fill_(float(len(calls)))
+
+    a = train.cached_model("toy", {"lr": 0.1}, make, train_)
+    b = train.cached_model("toy", {"lr": 0.1}, make, train_)
+    assert len(calls) == 1 and not b.training
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    files = list((tmp_path / "models").glob("toy-*.pt"))
+    assert len(files) == 1
+    train.cached_model("toy", {"lr": 0.2}, make, train_)                          # new recipe: trains
+    train.cached_model("toy", {"lr": 0.1}, lambda: kd.models.MLP((4, 5, 2)), train_)   # new architecture: trains
+    assert len(calls) == 3
+
+    def train_edited(model):                  # same recipe, edited training code: trains again
+        calls.append(1)
+        with torch.no_grad():
+            model.layers[0].weight.fill_(-1.0)
+
+    train.cached_model("toy", {"lr": 0.1}, make, train_edited)
+    assert len(calls) == 4
+    calls.pop()
+    files[0].write_bytes(b"not a checkpoint")                                        # corrupt: retrains
+    c = train.cached_model("toy", {"lr": 0.1}, make, train_)
+    assert len(calls) == 4 and c.layers[0].weight.detach()[0, 0].item() == 4.0
+    monkeypatch.setenv("KDCORE_MODEL_CACHE", "0")                                    # disabled: always trains
+    train.cached_model("toy", {"lr": 0.1}, make, train_)
+    assert len(calls) == 5
+    with pytest.raises(ValueError, match="name"):
+        train.cached_model("a/b", {}, make, train_)
+    with pytest.raises(TypeError, match="recipe"):
+        train.cached_model("toy", {"x": object()}, make, train_)
+
+
+def test_cache_key_ignores_documentation_but_not_code():
+    base = 'def f(x):\n    """Doc."""\n    return x + 1  # comment\n'
+    assert train._code_only(base) == train._code_only(base.replace("Doc.", "Other doc.").replace("comment", "c"))
+    assert train._code_only(base) != train._code_only(base.replace("x + 1", "x + 2"))
+
+
 def test_accuracy_is_evaluate_on_the_test_split():
     split = kd.data.load_digits()
     model = kd.models.MLP((64, 10))

@@ -26,12 +26,7 @@ from .references import REFERENCES
 
 
 def _load(record: Record) -> None:
-    try:
-        module = importlib.import_module(record.module)
-    except ModuleNotFoundError as err:   # TRANSITION: not yet migrated, registered by a legacy ex_* module
-        if err.name != record.module:
-            raise
-        return
+    module = importlib.import_module(record.module)
     catalogue = variants_of(record.module)
     exercise = Exercise(record.id, record.notebook, record.signature(), list(module.CASES), record.reference,
                         record.summary, getattr(module, "TIMEOUT", 10.0),
@@ -44,7 +39,6 @@ def _load_all() -> None:
         _load(record)
 
 
-from . import ex_prune, ex_quantize  # noqa: E402,F401  TRANSITION (legacy)
 _load_all()
 
 __all__ = ["check", "judge", "run_candidate", "EXERCISES", "VARIANTS", "CORRECT", "REFERENCES", "Exercise",

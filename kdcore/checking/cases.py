@@ -83,7 +83,7 @@ def raises_case(name: str, build: Build) -> Case:
 
 
 # Row options that configure the case rather than its inputs.
-_CASE_OPTIONS = {"note", "grad", "teacher_grad", "raises", "compare", "versus_reference"}
+_CASE_OPTIONS = {"note", "grad", "teacher_grad", "raises", "compare", "versus_reference", "observe"}
 _COMPARE_OPTIONS = {"rtol", "atol", "keys", "strict_type", "check_dtype"}
 
 
@@ -115,8 +115,10 @@ def cases(build: Callable[..., tuple[tuple, dict]], rows: list[dict[str, Any]], 
 
     A row's keys are ``build``'s arguments, plus options: ``note`` (appended to the name), ``grad`` /
     ``teacher_grad`` (see :func:`call_case`), ``raises=True`` (the reference decides which exception),
-    ``compare`` (a custom ``compare(cand, ref)``), ``versus_reference`` and the tolerances ``rtol``, ``atol``,
-    ``keys``, ``strict_type``, ``check_dtype``. ``defaults`` apply to every row.
+    ``compare`` (a custom ``compare(cand, ref)``), ``versus_reference``, ``observe`` (a custom observation
+    ``observe(fn, args, kwargs) -> Observation`` for outputs that are not plain values, e.g. modules, or for
+    state the call may change, e.g. a model's ``.grad``) and the tolerances ``rtol``, ``atol``, ``keys``,
+    ``strict_type``, ``check_dtype``. ``defaults`` apply to every row.
     """
     built: list[Case] = []
     for row in rows:
@@ -131,6 +133,9 @@ def cases(build: Callable[..., tuple[tuple, dict]], rows: list[dict[str, Any]], 
 
         if options.get("raises"):
             case = raises_case(name, make)
+        elif options.get("observe") is not None:
+            case = Case(name, lambda fn, make=make, observe=options["observe"]: observe(fn, *make()),
+                        comparer(**compare_kwargs))
         else:
             case = call_case(name, make, grad=options.get("grad"), teacher_grad=options.get("teacher_grad", True),
                              **compare_kwargs)

@@ -19,6 +19,8 @@ process that never runs learner code.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -89,24 +91,35 @@ class CheckResult:
     score: float
     feedback: str
     cases: list[CaseResult] = field(default_factory=list)
+    # True once check() has shown the report: the notebook then echoes nothing more for the returned value
+    shown: bool = field(default=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
         n_pass = sum(c.passed for c in self.cases)
         return (f"CheckResult({self.exercise_id!r}, passed={self.passed}, score={self.score:.2f}, "
                 f"{n_pass}/{len(self.cases)} cases)")
 
+    def _ipython_display_(self) -> None:
+        """IPython hook for a cell ending in ``kd.check(...)``: no ``CheckResult(...)`` echo under the report
+        check() already printed; a result held in a variable and shown later prints its report."""
+        if not self.shown:
+            print(render_report(self.feedback, self.passed, color=True))
+
 
 class ExerciseFailed(AssertionError):
-    """Raised by :func:`check` when an exercise fails; IPython shows only the short report."""
+    """Raised by :func:`check` when an exercise fails (in graders, see :func:`failure_mode`).
+
+    The report, hint first, is the exception's text, and IPython (hence nbval and nbgrader) shows it as the
+    traceback: whoever reads the failure reads the hint.
+    """
 
     def __init__(self, result: CheckResult) -> None:
         super().__init__(result.feedback)
         self.result = result
 
-    def _render_traceback_(self) -> list[str]:  # IPython hook: no long traceback in the notebook
-        n_pass = sum(c.passed for c in self.result.cases)
-        return [f"ExerciseFailed: {self.result.exercise_id}: {n_pass}/{len(self.result.cases)} cases passed "
-                "(see the report above)"]
+    def _render_traceback_(self) -> list[str]:  # IPython hook: the report instead of a long traceback
+        lines = render_report(self.result.feedback, False, color=True).splitlines()
+        return [lines[0].replace("✗ ", "ExerciseFailed: ", 1), *lines[1:]]
 
 
 # Registries, filled from the manifest and the exercise modules by kdcore.checking (see its __init__).
@@ -586,34 +599,108 @@ def _judge(exercise_id: str, observations: list[Observation]) -> CheckResult:
 
 
 def _result(exercise_id: str, results: list[CaseResult]) -> CheckResult:
+    """The report: a header line, then each distinct hint once followed by the failed cases it explains (one
+    line each), the failed cases without a hint, and the passed cases summarised in one line."""
     n_pass = sum(r.passed for r in results)
     score = n_pass / len(results) if results else 0.0
     passed = n_pass == len(results)
-    not_implemented = not passed and all(r.hint == NOT_IMPLEMENTED_HINT for r in results if not r.passed)
-    if not_implemented:
-        lines = [f"{exercise_id}: {NOT_IMPLEMENTED_HINT}"]
-    else:
-        lines = [f"{exercise_id}: {n_pass}/{len(results)} cases passed" + (" — well done!" if passed else "")]
-    shown: set[str] = set()
-    for r in results:
-        lines.append(f"  {'✓' if r.passed else '✗'} {r.name}" + (f": {r.message}" if r.message else ""))
-        if not r.passed and r.hint and not not_implemented:
-            # each distinct hint once, under the first case that needs it
-            lines.append(f"      hint: {r.hint}" if r.hint not in shown else "      hint: as above")
-            shown.add(r.hint)
-    return CheckResult(exercise_id, passed, score, "\n".join(lines), results)
+    failed = [r for r in results if not r.passed]
+    if passed:
+        return CheckResult(exercise_id, True, score, f"{exercise_id}: all {len(results)} cases passed — well done!",
+                           results)
+    if all(r.hint == NOT_IMPLEMENTED_HINT for r in failed):
+        return CheckResult(exercise_id, False, score, f"{exercise_id}: {NOT_IMPLEMENTED_HINT}", results)
+    lines = [f"{exercise_id}: {n_pass}/{len(results)} cases passed"]
+    by_hint: dict[str, list[CaseResult]] = {}
+    for r in failed:  # hints in the order of the first case that needs them
+        by_hint.setdefault(r.hint, []).append(r)
+    for hint, group in sorted(by_hint.items(), key=lambda kv: kv[0] == ""):
+        if hint:
+            lines.append(f"  hint: {hint}")
+        lines.extend(f"    ✗ {r.name}" + (f": {r.message}" if r.message else "") for r in group)
+    passed_names = [r.name for r in results if r.passed]
+    if passed_names:
+        lines.append(f"  ✓ {len(passed_names)} passed: " + _shorten("; ".join(passed_names), 150))
+    return CheckResult(exercise_id, False, score, "\n".join(lines), results)
 
 
-def check(exercise_id: str, fn: Callable, *, raise_on_fail: bool = True, verbose: bool = True) -> CheckResult:
-    """Grade ``fn`` on the exercise ``exercise_id``: print one line per case, raise if any case fails.
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1].rstrip("; ") + "…"
+
+
+_RED, _GREEN, _BOLD, _RESET = "\x1b[31m", "\x1b[32m", "\x1b[1m", "\x1b[0m"
+
+
+def render_report(feedback: str, passed: bool, *, color: bool) -> str:
+    """``feedback`` for a screen: with ``color``, the header line green (passed) or bold red, hints bold."""
+    if not color:
+        return feedback
+    head, _, rest = feedback.partition("\n")
+    mark = "✓ " if passed else "✗ "
+    lines = [f"{_GREEN if passed else _BOLD + _RED}{mark}{head}{_RESET}"]
+    for line in rest.splitlines():
+        if line.lstrip().startswith("hint:"):
+            line = f"{_BOLD}{line}{_RESET}"
+        elif line.lstrip().startswith("✗"):
+            line = f"{_RED}{line}{_RESET}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# raise or report: who is reading
+# ---------------------------------------------------------------------------------------------------
+CHECK_MODE_ENV = "KDCORE_CHECK"
+
+
+def _in_ipython_kernel() -> bool:
+    """True inside a Jupyter kernel (ipykernel's shell), false in a terminal IPython or plain Python."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # noqa: BLE001 - a broken IPython must not break grading
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def failure_mode() -> str:
+    """``"report"`` (a failed check prints its report and the notebook goes on) or ``"raise"``
+    (:class:`ExerciseFailed`, so that a grader counts the cell as failed).
+
+    ``$KDCORE_CHECK`` decides when set (``raise`` or ``report``): the course's pytest/nbval configuration
+    (``conftest.py``) and the nbgrader configuration that ``python -m kdcore.assign --nbgrader`` writes set
+    ``raise``. Unset, it is ``report`` only in a kernel that a Jupyter server started for an open notebook
+    (JupyterLab, Notebook: the server gives such kernels ``JPY_SESSION_NAME``), where a learner presses Run
+    All; everywhere else (nbclient, nbconvert, plain Python, pytest) it is ``raise``. The batch grader does
+    not call ``check``: it judges outputs, so it counts failures whatever this says.
+    """
+    value = os.environ.get(CHECK_MODE_ENV, "").strip().lower()
+    if value in ("raise", "report"):
+        return value
+    if value:
+        raise ValueError(f"environment variable {CHECK_MODE_ENV} must be 'raise' or 'report' (or unset), "
+                         f"got {os.environ[CHECK_MODE_ENV]!r}")
+    return "report" if os.environ.get("JPY_SESSION_NAME") and _in_ipython_kernel() else "raise"
+
+
+def check(exercise_id: str, fn: Callable, *, raise_on_fail: "bool | None" = None,
+          verbose: bool = True) -> CheckResult:
+    """Grade ``fn`` on the exercise ``exercise_id`` and show a short report (the hint first).
 
     Returns a :class:`CheckResult` (``passed``, ``score`` = fraction of cases passed, ``feedback``, ``cases``).
-    Raises :class:`ExerciseFailed` (an ``AssertionError``) on failure unless ``raise_on_fail=False``.
+    On failure it raises :class:`ExerciseFailed` (an ``AssertionError`` whose text is the report) when
+    ``raise_on_fail`` is true; ``None`` (the default) follows :func:`failure_mode`: in a notebook open in
+    JupyterLab a failure is reported in red and Run All goes on, in graders (pytest/nbval, nbgrader, CI)
+    it raises. ``verbose=False`` prints nothing.
     """
     exercise = get_exercise(exercise_id)
     if not callable(fn):
         raise TypeError(f"fn must be your function (a callable), got {type(fn).__name__}; "
                         f"pass the function itself: check({exercise_id!r}, {exercise_id})")
+    if raise_on_fail is None:
+        raise_on_fail = failure_mode() == "raise"
     # A function that is, or calls, this exercise's reference gets no credit (kdcore.classroom.reference_use).
     from kdcore.classroom.reference_use import reference_use, verdict, watching
     why = reference_use(exercise_id, fn)
@@ -626,8 +713,14 @@ def check(exercise_id: str, fn: Callable, *, raise_on_fail: bool = True, verbose
         result = CheckResult(exercise_id, False, 0.0, verdict(exercise_id, why))
     else:
         result = judge(exercise_id, observations)
-    if verbose:
-        print(result.feedback)
-    if raise_on_fail and not result.passed:
+    will_raise = raise_on_fail and not result.passed
+    in_kernel = _in_ipython_kernel()
+    # In a kernel a raised failure shows the report as its traceback: printing it too would show it twice.
+    if verbose and not (will_raise and in_kernel):
+        color = in_kernel or bool(getattr(sys.stdout, "isatty", lambda: False)())
+        stream = sys.stderr if (in_kernel and not result.passed) else sys.stdout  # Jupyter tints stderr red
+        print(render_report(result.feedback, result.passed, color=color), file=stream)
+    result.shown = verbose
+    if will_raise:
         raise ExerciseFailed(result)
     return result
