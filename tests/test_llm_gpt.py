@@ -172,7 +172,6 @@ def test_recipe_hash_is_canonical():
     assert TR.recipe_hash(r) != TR.recipe_hash({**r, "a": 2})
 
 
-@pytest.mark.skipif(not TR.TEACHER_PATH.is_file(), reason="teacher checkpoint not built yet")
 def test_shipped_teacher_matches_recipe_and_reaches_its_stated_loss():
     from kdcore.llm.corpus import load_corpus
     from kdcore.llm.eval import mean_nats, val_windows

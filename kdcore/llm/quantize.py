@@ -1,4 +1,8 @@
-"""Quantizing LLMs: group-wise weights, GPTQ, AWQ, SmoothQuant, and the KV cache (notebook 12).
+"""Quantizing LLMs: group-wise weights, GPTQ, AWQ, SmoothQuant, and the KV cache. Taught in notebook 12
+(quantize_groupwise, gptq_quantize, awq_scales, smoothquant_scales; grading modules in
+``kdcore/exercises/<id>.py``). Which code to study: the four references below are written to be read; the
+paper's GPTQ applies its updates lazily in blocks of 128 columns for speed (llm-compressor's
+``quantize_weight`` does, and benchmarks/bench_gptq.py times both), with the same result.
 
 Exercises (references, each following one published convention exactly):
 
