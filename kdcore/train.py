@@ -158,40 +158,47 @@ def distill(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Te
             batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
             x_unlabelled: torch.Tensor | None = None, progress: bool | None = None, desc: str = "distill",
             masks: dict[str, torch.Tensor] | None = None) -> list[float]:
-    """Train ``student`` in place on ``kdcore.distill.kd_loss`` against a frozen ``teacher``.
+    """Train ``student`` in place on the loss of ``kdcore.distill.kd_loss`` against a frozen ``teacher``.
 
     Labelled rows (``x`` with ``y``) use the full KD loss; rows without labels (``y is None``, or the
     rows of ``x_unlabelled``) use only the soft term ``T²·KL``. The teacher's logits are computed once,
-    in eval mode, without gradients; the teacher is never updated.
+    in eval mode, without gradients, and turned into log-probabilities at ``T`` once (the teacher is
+    fixed); the teacher is never updated. The arguments are checked once here, where ``kd_loss`` checks its
+    own on every call, so a step is a student forward and backward pass and a few fused loss kernels; the
+    result is bit-for-bit the one ``kd_loss`` gives.
     """
-    from .distill import kd_loss
-
     v.tensor("x", x, floating=True)
     T = v.positive("T", T)
     alpha = v.in_unit_interval("alpha", alpha)
     xs = x if x_unlabelled is None else torch.cat([x, v.tensor("x_unlabelled", x_unlabelled, floating=True)])
+    t_logits = v.finite("teacher logits", predict_logits(teacher, xs))   # [N, C]; the teacher is a constant
+    n_classes = t_logits.shape[1]
     n_labelled = 0
     if y is not None:
         v.tensor("y", y, ndim=1)
         if len(x) != len(y):
             raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+        if y.is_floating_point() or (len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes)):
+            raise ValueError(f"y must hold integer class indices in [0, {n_classes - 1}]")
         n_labelled = len(y)
-    t_logits = predict_logits(teacher, xs)  # [N, C]; teacher is a constant
-    labels = torch.full((len(xs),), -1, dtype=torch.long)
+    log_p_t = F.log_softmax(t_logits / T, dim=-1)          # [N, C], the soft targets at T, once
+    labels = torch.full((len(xs),), -1, dtype=torch.long)  # -1: a row without a label
     if y is not None:
         labels[:n_labelled] = y
 
     def loss_fn(idx):
-        out = student(xs[idx])  # [b, C]
-        lab = labels[idx]
-        has = lab >= 0
-        soft = kd_loss(out, t_logits[idx], torch.zeros_like(lab), T=T, alpha=1.0)  # alpha=1: soft term only
-        if not bool(has.any()):
+        out = student(xs[idx])                             # [b, C]
+        soft = (T * T) * F.kl_div(F.log_softmax(out / T, dim=-1), log_p_t[idx], reduction="batchmean",
+                                  log_target=True)
+        if n_labelled == 0:
             return soft
-        # CE summed over the labelled rows, divided by the whole batch: equals kd_loss's hard term
-        # when every row is labelled.
-        hard = F.cross_entropy(out[has], lab[has], reduction="sum") / len(idx)
-        return alpha * soft + (1 - alpha) * hard
+        lab = labels[idx]
+        # CE summed over the labelled rows, divided by the whole batch: kd_loss's hard term when every row is
+        # labelled; a batch that happens to hold no labelled row uses the soft term alone
+        hard = F.cross_entropy(out, lab, ignore_index=-1, reduction="sum") / len(idx)
+        if n_labelled == len(xs):
+            return alpha * soft + (1 - alpha) * hard
+        return torch.where((lab >= 0).any(), alpha * soft + (1 - alpha) * hard, soft)
 
     return _loop(student, len(xs), loss_fn, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
                  weight_decay=weight_decay, seed=seed, progress=progress, desc=desc, masks=masks)

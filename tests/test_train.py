@@ -73,6 +73,23 @@ def test_distill_leaves_teacher_untouched_and_matches_kd_loss(digits):
     assert losses[-1] < losses[0]
 
 
+def test_distill_with_labelled_and_unlabelled_rows_weights_the_hard_term_by_the_whole_batch(digits):
+    torch.manual_seed(0)
+    teacher = MLP((64, 10))
+    student = MLP()
+    start = copy.deepcopy(student)
+    x, y, x_unl = digits.x_train[:20], digits.y_train[:20], digits.x_train[20:64]
+    losses = train.distill(student, teacher, x, y, x_unlabelled=x_unl, T=2.0, alpha=0.3, steps=1,
+                           batch_size=64, progress=False)       # one batch holding all 64 rows
+    x_all = torch.cat([x, x_unl])
+    s, t = start(x_all), teacher(x_all)
+    kl = F.kl_div(F.log_softmax(s / 2, 1), F.softmax(t / 2, 1), reduction="batchmean")
+    hard = F.cross_entropy(s[:20], y, reduction="sum") / 64          # the batch order does not change sums
+    assert losses[0] == pytest.approx((0.3 * 4 * kl + 0.7 * hard).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="class indices"):
+        train.distill(MLP(), teacher, x, y + 10, steps=1, progress=False)
+
+
 def test_distill_on_unlabelled_rows_uses_soft_term_only(digits):
     torch.manual_seed(0)
     teacher = MLP((64, 10))
