@@ -81,6 +81,8 @@ def _q(w, bits, group_size):
 
 
 def _validate(w, x, bits, group_size, grid):
+    if not (w.is_floating_point() and x.is_floating_point()):
+        raise TypeError("w and x must be floating-point tensors")
     if x.dim() != 2 or x.shape[1] != w.shape[1]:
         raise ValueError(f"x must be [n, {w.shape[1]}]")
     if grid < 1:

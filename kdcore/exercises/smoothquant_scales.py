@@ -71,6 +71,8 @@ EQUIVALENT_MUTANTS: dict[str, str] = {}
 # an honest solution: the wrong variants below that differ from it by one line are edits of it
 # ----------------------------------------------------------------------------------------------------------
 def _validate(x_absmax, w_absmax, alpha):
+    if not (x_absmax.is_floating_point() and w_absmax.is_floating_point()):
+        raise TypeError("x_absmax and w_absmax must be floating-point tensors")
     if not 0 <= alpha <= 1:
         raise ValueError("alpha must be in [0, 1]")
     if x_absmax.shape != w_absmax.shape:
