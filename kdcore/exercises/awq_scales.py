@@ -4,7 +4,8 @@
 Contract (docs/EXERCISES.md): llm-awq's ``_search_module_scale`` for one Linear ``w [out, in]`` with inputs
 ``x [n, in]``: ``a = mean|x|`` per input channel; for ``α = k/grid``, ``k = 0 .. grid−1``: ``s = clamp(a^α, min=1e-4)``,
 ``s ← s / sqrt(max(s)·min(s))``, error ``mean((x wᵀ − x Ŵᵀ)²)`` with ``Ŵ = quantize_groupwise(w·s, bits,
-group_size)/s``; return the ``s [in]`` of the smallest error (the first on ties).
+group_size)/s``; return the ``s [in]`` of the smallest error (the first on ties). ``x`` not ``[n ≥ 1, in]`` or
+``grid < 1``: ValueError; integer ``x``: TypeError.
 """
 from __future__ import annotations
 
@@ -81,8 +82,8 @@ def _q(w, bits, group_size):
 
 
 def _validate(w, x, bits, group_size, grid):
-    if not (w.is_floating_point() and x.is_floating_point()):
-        raise TypeError("w and x must be floating-point tensors")
+    if not x.is_floating_point():
+        raise TypeError("x must be a floating-point tensor")
     if x.dim() != 2 or x.shape[1] != w.shape[1]:
         raise ValueError(f"x must be [n, {w.shape[1]}]")
     if grid < 1:

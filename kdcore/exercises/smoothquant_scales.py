@@ -4,7 +4,7 @@
 Contract (docs/EXERCISES.md): ``smooth_lm`` of mit-han-lab/smoothquant: ``s_j = max|X_j|^α / max(max|W_j|,
 1e-5)^(1−α)``, clamped to ≥ 1e-5, from ``x_absmax [in]`` (per input channel, over tokens) and ``w_absmax [in]``
 (per input channel, over output rows); ``alpha`` outside [0, 1], different lengths, negative or NaN entries:
-ValueError.
+ValueError; integer tensors: TypeError.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ EQUIVALENT_MUTANTS: dict[str, str] = {}
 # ----------------------------------------------------------------------------------------------------------
 def _validate(x_absmax, w_absmax, alpha):
     if not (x_absmax.is_floating_point() and w_absmax.is_floating_point()):
-        raise TypeError("x_absmax and w_absmax must be floating-point tensors")
+        raise TypeError("the maxima must be floating-point tensors")
     if not 0 <= alpha <= 1:
         raise ValueError("alpha must be in [0, 1]")
     if x_absmax.shape != w_absmax.shape:
@@ -125,6 +125,8 @@ wrong("no clamp on the result",
 @wrong("alpha not validated",
        hint="alpha is a migration strength in [0, 1]: raise ValueError naming alpha outside that range")
 def no_alpha_check(x_absmax, w_absmax, alpha=0.5):
+    if not (x_absmax.is_floating_point() and w_absmax.is_floating_point()):
+        raise TypeError("the maxima must be floating-point tensors")
     if x_absmax.shape != w_absmax.shape:
         raise ValueError("x_absmax and w_absmax must have the same length")
     if torch.isnan(x_absmax).any() or torch.isnan(w_absmax).any() or (x_absmax < 0).any() or (w_absmax < 0).any():

@@ -135,25 +135,26 @@ def gptq_quantize(w: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size: i
 
     The grid is :func:`quantize_groupwise`'s asymmetric one, so with ``H = I`` (no error to spread: ``U`` is
     diagonal) the result equals ``quantize_groupwise(w, bits, group_size)``. Computed in ``w``'s dtype (at
-    least float32). The paper's code applies step 4's updates lazily, 128 columns at a time, for GPU speed;
-    the result is the same, so this reference updates column by column.
+    least float32), on the transpose ``Wᵀ [in, out]`` so that each column is a contiguous row (twice as fast on
+    a CPU). The paper's code applies step 4's updates lazily, 128 columns at a time, for GPU speed; the result
+    is the same, so this reference updates column by column.
     """
     w, H, bits, g, damp = _gptq_args(w, H, bits, group_size, damp)
-    W = w.clone()                                                  # [out, in], updated in place
     H = H.clone()                                                  # [in, in]
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0
-    W[:, dead] = 0.0
     H += damp * torch.diag(H).mean() * torch.eye(len(H), dtype=H.dtype)
     U = _upper_cholesky_of_inverse(H)                              # [in, in], upper triangular
-    Q = torch.zeros_like(W)
-    for i in range(W.shape[1]):
+    Wt = w.T.clone(memory_format=torch.contiguous_format)          # [in, out] copy: row i = column i of w
+    Wt[dead] = 0.0                                                 # a dead input's weights never matter
+    Qt = torch.zeros_like(Wt)
+    for i in range(len(Wt)):
         if i % g == 0:                                             # a group starts: its grid, from current W
-            scale, zero = _asym_grid(W[:, i:i + g], bits)          # [out, 1] each
-        Q[:, i:i + 1] = _asym_round(W[:, i:i + 1], scale, zero, bits)
-        err = (W[:, i] - Q[:, i]) / U[i, i]                        # [out]
-        W[:, i:] -= err[:, None] * U[i, i:][None, :]               # spread over the columns not yet quantized
-    return Q.to(w.dtype)
+            scale, zero = _asym_grid(Wt[i:i + g].T, bits)          # [out] each
+        Qt[i] = _asym_round(Wt[i], scale, zero, bits)
+        err = (Wt[i] - Qt[i]) / U[i, i]                            # [out]
+        Wt[i:] -= U[i, i:, None] * err[None, :]                    # spread over the columns not yet quantized
+    return Qt.T.to(w.dtype)
 
 
 def _gptq_args(w, H, bits, group_size, damp) -> tuple[torch.Tensor, torch.Tensor, int, int, float]:
@@ -184,9 +185,9 @@ def _upper_cholesky_of_inverse(H: torch.Tensor) -> torch.Tensor:
 
 
 def _asym_grid(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale and integer zero point ``[rows, 1]`` of :func:`quantize_groupwise`'s asymmetric grid."""
+    """Scale and integer zero point ``[rows]`` of :func:`quantize_groupwise`'s asymmetric grid for ``w [rows, g]``."""
     qmax = 2 ** bits - 1
-    low, high = w.amin(dim=1, keepdim=True), w.amax(dim=1, keepdim=True)
+    low, high = w.amin(dim=1), w.amax(dim=1)
     scale = (high - low).clamp(min=SCALE_EPS) / qmax
     return scale, torch.clamp(-torch.round(low / scale), 0, qmax)
 
