@@ -26,8 +26,8 @@ from torch import nn
 
 from . import _validate as v
 
-__all__ = ["set_seed", "evaluate", "predict_logits", "fit", "distill", "cached_model", "pretrained_digits_teacher",
-           "pretrained_mnist1d_teacher"]
+__all__ = ["set_seed", "evaluate", "predict_logits", "fit", "distill", "cached_model", "state_digest",
+           "pretrained_digits_teacher", "pretrained_mnist1d_teacher"]
 
 
 def set_seed(seed: int) -> None:
@@ -242,6 +242,22 @@ def _code_digest(fn: Callable) -> str:
     return hashlib.sha256(walk(code)).hexdigest()[:16]
 
 
+def state_digest(model: nn.Module) -> str:
+    """A short hash of a model's state (parameters and buffers, with their names): equal states, equal digests.
+
+    Put it in a :func:`cached_model` recipe when the training reads another model (a teacher), so that a
+    different teacher never loads a student trained from the old one.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def model_cache_enabled() -> bool:
     """False when the environment variable ``KDCORE_MODEL_CACHE`` is 0/false/no/off (then every call trains)."""
     return os.environ.get("KDCORE_MODEL_CACHE", "1").lower() not in {"0", "false", "no", "off"}
@@ -254,10 +270,11 @@ def cached_model(name: str, recipe: Mapping, make: Callable[[], nn.Module],
     The file is ``<cache_dir>/models/<name>-<key>.pt`` (see :func:`kdcore.data.cache_dir`; never inside the
     repository), where ``key`` hashes ``recipe`` (everything the training depends on that the code does not
     fix: data, steps, learning rate, seed...), the untrained model's ``repr`` (its architecture), the compiled
-    code of ``train``, the torch version and the code (docstrings aside) of kdcore's training, loss, model,
+    code of ``train``, the torch version, the thread count (a CPU convolution trained on 2 threads rounds
+    differently from one trained on 1) and the code (docstrings aside) of kdcore's training, loss, model,
     pruning and data modules, so a changed recipe, training function or library never loads a stale model.
-    Values ``train`` reads from outside (data, a teacher) are not seen: name them in ``recipe``, which must be
-    JSON-serialisable. Writes are atomic; a corrupt file is retrained. ``KDCORE_MODEL_CACHE=0`` disables the
+    Values ``train`` reads from outside (data, a teacher) are not seen: name them in ``recipe`` (for a model,
+    its :func:`state_digest`), which must be JSON-serialisable. Writes are atomic; a corrupt file is retrained. ``KDCORE_MODEL_CACHE=0`` disables the
     cache. Returns the model in eval mode.
     """
     if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
@@ -271,6 +288,7 @@ def cached_model(name: str, recipe: Mapping, make: Callable[[], nn.Module],
         raise TypeError(f"make() must return an nn.Module, got {type(model).__name__}")
     try:
         blob = json.dumps({"recipe": recipe, "model": repr(model), "torch": torch.__version__,
+                           "threads": torch.get_num_threads(),   # CPU kernels round differently per thread count
                            "code": _code_fingerprint(), "train": _code_digest(train)}, sort_keys=True)
     except TypeError as err:
         raise TypeError(f"recipe must be JSON-serialisable: {err}") from None

@@ -156,6 +156,22 @@ def test_cached_model_trains_once_per_recipe_and_never_loads_a_stale_model(tmp_p
         train.cached_model("toy", {"x": object()}, make, train_)
 
 
+def test_state_digest_tells_models_apart_and_thread_count_is_part_of_the_cache_key(tmp_path, monkeypatch):
+    a, b = MLP((4, 3, 2)), MLP((4, 3, 2))
+    assert train.state_digest(a) == train.state_digest(copy.deepcopy(a)) != train.state_digest(b)
+    monkeypatch.setenv("KDCORE_CACHE", str(tmp_path))
+    calls = []
+    make = lambda: MLP((4, 3, 2))
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 1):
+            torch.set_num_threads(n)
+            train.cached_model("threads", {}, make, lambda m: calls.append(n))
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [1, 2]            # trained once per thread count, then loaded
+
+
 def test_cache_key_ignores_documentation_but_not_code():
     base = 'def f(x):\n    """Doc."""\n    return x + 1  # comment\n'
     assert train._code_only(base) == train._code_only(base.replace("Doc.", "Other doc.").replace("comment", "c"))
