@@ -36,7 +36,10 @@ PLACEHOLDER = re.compile(r"to be assigned|until quiz ids are fixed|\bTODO\b|\bTB
 
 
 def _markdown(path: Path) -> list[str]:
-    return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+    """The markdown of the notebook's own cells (the generated navigation cells, kdcore.navigation, left out)."""
+    from kdcore.navigation import BOTTOM_ID, TOP_ID
+    return [c.source for c in nbformat.read(path, as_version=4).cells
+            if c.cell_type == "markdown" and c.get("id") not in (TOP_ID, BOTTOM_ID)]
 
 
 def taught_in(notebooks: list[Path] = SOLUTIONS) -> dict[str, set[str]]:

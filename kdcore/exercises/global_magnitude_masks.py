@@ -88,10 +88,10 @@ CASES = [
 ]
 
 EQUIVALENT_MUTANTS = {
-    "line +15, col 23: `0` → `-1`":
+    "line +16, col 23: `0` → `-1`":
         "differs only for an empty dict, outside the exercise's domain (the contract prunes at least one tensor; the "
         "library's ValueError is tested in tests/test_prune.py)",
-    "line +18, col 51: `True` → `False`":
+    "line +19, col 51: `True` → `False`":
         "differs only for a weight that is not floating point, outside the exercise's domain (the contract prunes "
         "float weights; the library's TypeError is tested in tests/test_prune.py)",
 }

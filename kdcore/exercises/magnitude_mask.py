@@ -134,10 +134,10 @@ CASES = [
 ]
 
 EQUIVALENT_MUTANTS = {
-    "line +12, col 40: `True` → `False`":
+    "line +13, col 40: `True` → `False`":
         "differs only for a weight that is not floating point, outside the exercise's domain (the contract prunes "
         "float weights; the library's TypeError is tested in tests/test_prune.py)",
-    "line +14, col 71: `0` → `-1`": "the list holds one mask, so [-1] is [0]",
+    "line +15, col 71: `0` → `-1`": "the list holds one mask, so [-1] is [0]",
 }
 
 
