@@ -2,6 +2,8 @@
 import copy
 import math
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,11 @@ def tiny(seed=0, **kw):
 
 
 # ------------------------------------------------------------------------------------------ the shipped files
+_SHIPPED = sorted((Path(st.__file__).parent / "checkpoints").glob("students_seed*.safetensors"))
+
+
+@pytest.mark.skipif(not _SHIPPED, reason="the students of notebook 14 are not shipped yet (notebook 14 is parked: "
+                                         "kdcore/exercises/pending.toml); python -m kdcore.llm.students builds them")
 @pytest.mark.parametrize("seed", st.DISTILL_RECIPE["seeds"])
 def test_shipped_students_were_made_by_the_recipe_in_this_module(seed):
     from safetensors import safe_open
