@@ -195,3 +195,13 @@ def test_notebook_04_states_the_attention_transfer_verdict_it_stored():
     text = "\n".join(_markdown(ROOT / "solutions" / "04_feature_transfer.ipynb"))
     assert ("the paper's gain is **not reproduced**" in text) == stored_not
     assert ("the paper's gain is **reproduced**" in text) == (not stored_not)
+
+
+def test_no_citation_of_a_file_outside_the_repository():
+    """Sources are papers, documentation or files in this repository; a notes file kept next to a checkout
+    (``MEASURED.md``) is not something a learner can open."""
+    paths = [ROOT / "README.md", ROOT / "INSTRUCTORS.md"] + [p for folder in ("kdcore", "solutions", "notebooks", "quiz",
+                                                                             "docs", "benchmarks")
+                                                            for p in (ROOT / folder).rglob("*")
+                                                            if p.suffix in {".py", ".ipynb", ".md", ".toml"}]
+    assert [str(p.relative_to(ROOT)) for p in paths if "MEASURED.md" in p.read_text(encoding="utf-8")] == []

@@ -62,7 +62,7 @@ class GPTConfig:
 
 # The course's teacher (about 1.21 M parameters) and students 4–8× smaller (same vocabulary and context).
 # Width 128 so that the quantization group sizes 32, 64 and 128 divide every Linear's input dimension
-# (128 and 512); 6 layers of it have the parameter count of the 4 × 160 model in shared/MEASURED.md.
+# (128 and 512).
 TEACHER_CONFIG = GPTConfig(n_layer=6, n_head=4, n_embd=128)
 STUDENT_CONFIGS: dict[str, GPTConfig] = {
     "small": GPTConfig(n_layer=4, n_head=4, n_embd=64),    # ~0.21 M parameters, ~6× smaller
