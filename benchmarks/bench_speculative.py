@@ -55,14 +55,14 @@ def main() -> None:
         print(f"\n{mode}: plain target decoding {res['plain_ms_per_token']:.2f} ms/token "
               f"(one target call {ms_target:.2f} ms)")
         greedy = temperature == 0
-        print("| draft | draft call ms | c = draft/target | acceptance α | tokens / target call | "
+        print("| draft | draft call ms | c = draft/target | accepted / proposed | α (accepted / judged) | tokens / target call | "
               "speed-up vs plain (IQR of rounds) | predicted |" + (" text = target's greedy text |" if greedy else ""))
-        print("|---|---|---|---|---|---|---|" + ("---|" if greedy else ""))
+        print("|---|---|---|---|---|---|---|---|" + ("---|" if greedy else ""))
         for name in drafts:
             r = res[name]
             c = ms_draft[name] / ms_target
-            predicted = expected_speedup(min(r["acceptance"], 1 - 1e-9), args.gamma, c)
-            row = (f"| {name} | {ms_draft[name]:.2f} | {c:.2f} | {r['acceptance']:.3f} | {r['tokens_per_call']:.2f} | "
+            predicted = expected_speedup(min(r["alpha"], 1 - 1e-9), args.gamma, c)
+            row = (f"| {name} | {ms_draft[name]:.2f} | {c:.2f} | {r['acceptance']:.3f} | {r['alpha']:.3f} | {r['tokens_per_call']:.2f} | "
                    f"{r['speedup']:.2f}x ({r['speedup_iqr'][0]:.2f}-{r['speedup_iqr'][1]:.2f}) | {predicted:.2f}x |")
             print(row + (f" {r['same_as_plain']}/{r['rounds']} |" if greedy else ""))
 

@@ -407,6 +407,29 @@ def test_sampled_text_from_the_loop_is_distributed_as_the_targets():
     assert 0 < accepted < proposed
 
 
+def test_stats_alpha_estimates_leviathans_per_token_acceptance():
+    """With γ = 1 and one new token every run is one judged draft token, accepted with probability
+    Σ min(p, q) of the first position; with γ = 3 the tokens after a rejection are proposed but never judged,
+    so the share accepted of those *proposed* understates α while accepted / judged does not."""
+    from kdcore.llm.speculative import speculative_generate
+    V, n = 3, 800
+    target, draft = tiny_gpt(4, V, 1, 8, 4.0), tiny_gpt(104, V, 1, 8, 4.0)
+    prompt = torch.tensor([[0, 1]])
+    with torch.no_grad():
+        alpha = acceptance_probability(torch.softmax(draft(prompt)[0, -1], -1),
+                                       torch.softmax(target(prompt)[0, -1], -1)).item()
+    g = torch.Generator().manual_seed(3)
+    hits = []
+    for _ in range(n):
+        _, stats = speculative_generate(target, draft, prompt, 1, gamma=1, generator=g)
+        assert stats.accepted + stats.rejected == stats.proposed == 1 and stats.alpha == stats.acceptance_rate
+        hits.append(stats.accepted)
+    assert abs(sum(hits) / n - alpha) < 5 * math.sqrt(alpha * (1 - alpha) / n)
+    _, stats = speculative_generate(target, draft, prompt, 24, gamma=3, generator=g)
+    assert stats.rejected <= stats.target_calls and stats.accepted + stats.rejected <= stats.proposed
+    assert stats.alpha >= stats.acceptance_rate
+
+
 def test_loop_bad_input():
     from kdcore.llm.speculative import speculative_generate
     target, draft = tiny_gpt(0, 7, 1, 8, 1.0), tiny_gpt(1, 5, 1, 8, 1.0)

@@ -200,10 +200,21 @@ class SpeculativeStats:
     draft_calls: int = 0         # forward passes of the draft (the prefill of the prompt excluded)
     proposed: int = 0            # draft tokens proposed
     accepted: int = 0            # draft tokens accepted
+    rejected: int = 0            # draft tokens rejected (at most one per round; the rest of the round is discarded)
 
     @property
     def acceptance_rate(self) -> float:
+        """Share of the proposed draft tokens that were accepted, E[n]/γ. The tokens after a rejection count as
+        proposed but are never judged, so this is below Leviathan et al.'s α: use :attr:`alpha` in formulas."""
         return self.accepted / self.proposed if self.proposed else float("nan")
+
+    @property
+    def alpha(self) -> float:
+        """Per-token acceptance probability, estimated as accepted / (accepted + rejected): of the draft tokens
+        the target judged, the share accepted. This is the α of Leviathan et al.'s formulas
+        (:func:`expected_tokens_per_call`, :func:`expected_speedup`), E[Σ min(p, q)] over the positions reached."""
+        judged = self.accepted + self.rejected
+        return self.accepted / judged if judged else float("nan")
 
     @property
     def tokens_per_target_call(self) -> float:
@@ -292,6 +303,7 @@ def speculative_generate(target: nn.Module, draft: nn.Module, idx: torch.Tensor,
             stats.draft_calls += gamma
             stats.proposed += gamma
             stats.accepted += n
+            stats.rejected += n < gamma
         seq = seq[:goal]
         stats.new_tokens = max_new_tokens
         return torch.tensor([seq], dtype=torch.long), stats
@@ -320,7 +332,8 @@ def compare_decoding(target: nn.Module, drafts: dict[str, nn.Module], prompts: l
 
     The speed-up of a draft is the median over rounds of (plain seconds / speculative seconds) within the round,
     so that a slow spell of a shared machine cancels out. Returns ``{"plain_ms_per_token": ..., name: {"speedup",
-    "speedup_iqr", "acceptance", "tokens_per_call", "same_as_plain", "rounds"}}``; ``same_as_plain`` counts the
+    "speedup_iqr", "acceptance", "alpha", "tokens_per_call", "same_as_plain", "rounds"}}`` ("acceptance" is the
+    share of proposed draft tokens accepted, "alpha" the per-token rate of :attr:`SpeculativeStats.alpha`); ``same_as_plain`` counts the
     rounds whose text equals plain decoding's (every round at temperature 0; at temperature > 0 the two consume
     the generator differently, so equality is not expected, only the same distribution).
     """
@@ -351,6 +364,7 @@ def compare_decoding(target: nn.Module, drafts: dict[str, nn.Module], prompts: l
         result[name] = {
             "speedup": statistics.median(ratios[name]), "speedup_iqr": _quartiles(ratios[name]),
             "acceptance": sum(s.accepted for s in stats[name]) / sum(s.proposed for s in stats[name]),
+            "alpha": sum(s.accepted for s in stats[name]) / sum(s.accepted + s.rejected for s in stats[name]),
             "tokens_per_call": sum(s.new_tokens for s in stats[name]) / sum(s.target_calls for s in stats[name]),
             "same_as_plain": same[name], "rounds": len(prompts)}
     return result
