@@ -35,7 +35,7 @@ NOTEBOOKS = (
     "01_soft_labels.ipynb", "02_kd_loss.ipynb", "03_training_a_student.ipynb",
     "04_feature_transfer.ipynb", "05_pruning_types.ipynb", "06_when_to_prune.ipynb",
     "07_measuring.ipynb", "08_pruning_and_kd.ipynb", "09_quantization.ipynb", "10_choosing.ipynb",
-    "11_distilling_lms.ipynb", "12_quantizing_llms.ipynb", "13_pruning_llms.ipynb",
+    "11_distilling_lms.ipynb", "12_quantizing_llms.ipynb", "13_pruning_llms.ipynb", "14_distilling_llms.ipynb",
 )
 ID_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 # A sentence ends with . ! ? followed by a space or the end (English), or with 。！？ (Chinese).

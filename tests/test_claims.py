@@ -30,7 +30,7 @@ SEED_TSV = ROOT / "quiz" / "seed_questions.tsv"
 # (12 and 13, the LLM track, came later; add them once their closing lines list quiz items and their numbers pass).
 CHECKED = ["01_soft_labels.ipynb", "02_kd_loss.ipynb", "03_training_a_student.ipynb", "04_feature_transfer.ipynb",
            "05_pruning_types.ipynb", "06_when_to_prune.ipynb", "07_measuring.ipynb", "08_pruning_and_kd.ipynb",
-           "09_quantization.ipynb", "10_choosing.ipynb", "11_distilling_lms.ipynb"]
+           "09_quantization.ipynb", "10_choosing.ipynb", "11_distilling_lms.ipynb", "14_distilling_llms.ipynb"]
 SEED_ID = re.compile(r"\b00\d-[QC]\d+\b")
 PLACEHOLDER = re.compile(r"to be assigned|until quiz ids are fixed|\bTODO\b|\bTBD\b|\bFIXME\b|QUIZ-LINE|lorem ipsum",
                          re.IGNORECASE)
@@ -195,6 +195,28 @@ def test_notebook_04_states_the_attention_transfer_verdict_it_stored():
     text = "\n".join(_markdown(ROOT / "solutions" / "04_feature_transfer.ipynb"))
     assert ("the paper's gain is **not reproduced**" in text) == stored_not
     assert ("the paper's gain is **reproduced**" in text) == (not stored_not)
+
+
+def test_notebook_14_says_what_each_verdict_it_stored_says():
+    """Notebook 14 prints one line per literature expectation ("E3: reproduced (3/3): ..."); its markdown refers to
+    each as "E3: reproduced", "E6: partly reproduced" or "E5: not reproduced", and must agree with the stored run."""
+    path = ROOT / "solutions" / "14_distilling_llms.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    stored = dict(re.findall(r"^(E\d+): (reproduced|partly reproduced|NOT reproduced) \(",
+                             "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                                       for o in c.get("outputs", [])), flags=re.M))
+    assert len(stored) >= 9, "the verdict lines have no stored output: execute the notebook"
+    text = " ".join(" ".join(_markdown(path)).split())          # one line: a verdict may wrap
+    said = dict(re.findall(r"\b(E\d+): (reproduced|partly reproduced|not reproduced)\b", text))
+    said.update({e: state for pair, state in re.findall(r"\b(E\d+ and E\d+): (reproduced|not reproduced)\b", text)
+                 for e in pair.split(" and ")})
+    assert set(said) == set(stored), f"markdown names {sorted(said)}, the run printed {sorted(stored)}"
+    for key, state in stored.items():
+        assert said[key] == state.lower(), f"{key}: the markdown says {said[key]!r}, the stored run {state!r}"
+    greedy = re.findall(r"(\d+)/(\d+)$", next(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                                              for o in c.get("outputs", []) if "greedy = target" in o.get("text", "")),
+                        flags=re.M)
+    assert greedy and all(a == b for a, b in greedy), "the markdown says greedy decoding matched in every round"
 
 
 def test_no_citation_of_a_file_outside_the_repository():

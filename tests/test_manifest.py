@@ -128,3 +128,9 @@ def test_summary_and_signature_are_read(eid):
     assert EXERCISES[eid].summary == record.summary and len(record.summary) > 10
     assert EXERCISES[eid].signature == record.signature()
     assert record.signature().startswith(f"{eid}(")
+
+
+def test_the_quiz_knows_exactly_the_course_notebooks():
+    from quiz.bank import NOTEBOOKS
+    course = sorted(p.name for p in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb") if not p.name.startswith("00_"))
+    assert sorted(NOTEBOOKS) == course

@@ -284,7 +284,10 @@ RECOMPUTE = {
     "llm-smoothquant": lambda: __import__("kdcore.llm.quantize", fromlist=["x"]).smoothquant_scales(
         torch.tensor([64.0]), torch.tensor([0.25]), 0.5).item(),
     "llm-kv-cache": lambda: 2 * 32 * 4096 * 2 / 2 ** 20,   # K and V × layers × d_model × fp16 bytes, in MiB
-    # notebook 14's items (llm-topk-bytes, llm-spec-acceptance-number) are parked in quiz/pending_llm_distill.toml
+    # notebook 14: fp16 value + int32 id per stored entry; acceptance probability Σ min(p, q)
+    "llm-topk-bytes": lambda: 20 * (torch.finfo(torch.float16).bits + torch.iinfo(torch.int32).bits) / 8,
+    "llm-spec-acceptance-number": lambda: torch.minimum(torch.tensor([0.1, 0.3, 0.2, 0.4]),
+                                                        torch.tensor([0.6, 0.3, 0.1, 0.0])).sum().item(),
 }
 
 

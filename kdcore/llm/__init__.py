@@ -5,6 +5,10 @@
 ``eval``      perplexity, calibration inputs through forward hooks, ``H = 2·XᵀX/n``
 ``train``     training loop, safetensors checkpoints, the shipped teacher (``load_teacher``)
 ``quantize``  LLM weight quantization (group-wise RTN, GPTQ, AWQ, SmoothQuant) and KV-cache quantization
+``prune``     LLM pruning (Wanda, SparseGPT, N:M masks, head and neuron removal)
+``distill``   token-level distillation losses: reverse KL, generalized JSD, top-k teacher logits
+``speculative`` speculative sampling: the acceptance rule, the decoding loop, and its measurement
+``students``  notebook 14's distilled students: the recipe, training, the shipped files (``load_students``)
 
 Import the submodules directly (``from kdcore.llm.gpt import GPT``); this package imports nothing eagerly.
 """

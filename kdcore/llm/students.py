@@ -271,6 +271,7 @@ def save_students(models: dict[str, GPT], path: Path, metadata: dict) -> None:
     tensors = {f"{name}/{key}": t for name, model in models.items() for key, t in _state(model).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={k: json.dumps(v, sort_keys=True) for k, v in metadata.items()})
+    path.chmod(0o644)          # safetensors writes 0600; a grader's sandbox user must be able to read a shipped file
 
 
 def load_students(seed: int, names: list[str] | None = None, path: Path | None = None) -> tuple[dict[str, GPT], dict]:
