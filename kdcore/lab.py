@@ -8,6 +8,8 @@ What it adds to a bare ``jupyter lab``:
 * ``--no-browser`` where no browser can open (Linux without ``$DISPLAY``/``$WAYLAND_DISPLAY``/``$BROWSER``),
   so Jupyter never starts a text-mode browser in the terminal;
 * once the server answers, one line with the URL to open (token included);
+* in the background, :mod:`kdcore.warm` trains and caches the models that notebooks 03 and 08 would otherwise
+  train on their first run (``KDCORE_WARM=0`` turns it off);
 * instructor tooling (nbgrader's menus, panels and its *Validate* button, whose "passes all the tests" is
   wrong for this course) and JupyterLab's news pop-up (the course is offline) are switched off for the
   learner: ``kdcore/lab_config`` comes first on ``$JUPYTER_CONFIG_PATH``.
@@ -101,6 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = lab_environment(os.environ)
     is_root_user = hasattr(os, "geteuid") and os.geteuid() == 0
     cmd = lab_command(args, root=root, is_root_user=is_root_user, browser=can_open_browser(env))
+    from .warm import SLOW_FIRST_RUN, start_in_background
+
+    warming = start_in_background(root, env)
+    if warming:
+        print(f"Training the models of notebooks {', '.join(n[:2] for n in SLOW_FIRST_RUN)} in the background, so "
+              f"their first run loads them (a few minutes; KDCORE_WARM=0 turns this off; log: {warming[1]})",
+              flush=True)
     print("Starting JupyterLab: jupyter lab", " ".join(cmd[3:]), flush=True)
     child = subprocess.Popen(cmd, cwd=root, env=env)
 

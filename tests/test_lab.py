@@ -6,6 +6,7 @@ current user and, when that is root (Docker, CI), also as the unprivileged user 
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -115,7 +116,7 @@ def test_make_lab_starts_serves_the_course_home_and_stops(user):
         pytest.skip("setpriv (util-linux) is needed to run as another user")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "KDCORE_CHECK")}
-    env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(ROOT))
+    env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(ROOT), KDCORE_WARM="0")   # warm-up: tested below
     prefix, home = [], None
     if user.startswith("nobody"):
         prefix, extra, home = _as_nobody()
@@ -175,3 +176,38 @@ def test_make_lab_starts_serves_the_course_home_and_stops(user):
             shutil.rmtree(home, ignore_errors=True)
     with socket.socket() as s:  # the server is gone: nothing listens on its port any more
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+# ------------------------------------------------------------------------------------------ background warm-up
+def _notebook(path: Path, *sources: str) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    nbformat.write(new_notebook(cells=[new_code_cell(src) for src in sources]), path)
+
+
+def test_warm_runs_the_notebooks_in_their_folder_and_writes_nothing_back(tmp_path):
+    from kdcore import warm
+    _notebook(tmp_path / "a.ipynb", "import pathlib", "pathlib.Path('ran.txt').write_text('yes')")
+    _notebook(tmp_path / "b.ipynb", "raise RuntimeError('broken cell')")
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.ipynb")}
+    log = io.StringIO()
+    seconds = warm.warm(tmp_path, ["b.ipynb", "a.ipynb", "missing.ipynb"], log=log)
+    assert set(seconds) == {"a.ipynb"}                                 # the broken one is reported, not fatal
+    assert (tmp_path / "ran.txt").read_text() == "yes"                 # executed with its folder as cwd
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.ipynb")} == before   # outputs thrown away
+    text = log.getvalue()
+    assert "b.ipynb failed" in text and "missing.ipynb not found" in text
+
+
+def test_warm_starts_only_when_enabled_and_there_is_something_to_warm(tmp_path, monkeypatch):
+    from kdcore import warm
+    monkeypatch.setenv("KDCORE_CACHE", str(tmp_path / "cache"))
+    assert warm.start_in_background(ROOT, {"KDCORE_WARM": "0"}) is None
+    assert warm.start_in_background(tmp_path, {}) is None              # no solutions/ here
+    (tmp_path / "solutions").mkdir()
+    _notebook(tmp_path / "solutions" / warm.SLOW_FIRST_RUN[0], "x = 1")
+    started = warm.start_in_background(tmp_path, {**os.environ, "PYTHONPATH": str(ROOT)})
+    assert started is not None
+    proc, log_path = started
+    assert proc.wait(timeout=120) == 0
+    assert f"{warm.SLOW_FIRST_RUN[0]} done" in log_path.read_text()
