@@ -270,6 +270,16 @@ def test_hidden_paths_inside_mounted_folders_are_covered(tmp_path):
     assert command[command.index("--cap-drop") + 1] == "ALL"
 
 
+def test_the_environment_is_mounted_over_the_private_tmp(tmp_path):
+    """A course checked out under /tmp keeps its interpreter and kdcore inside the sandbox: the environment's
+    binds come after the tmpfs on /tmp (bubblewrap applies mounts in order; an earlier bind is hidden)."""
+    command = sandbox.Bubblewrap(sandbox.SandboxProbe(True, "", "/usr/bin/bwrap"), []).command(tmp_path / "s")
+    tmpfs = next(i for i in range(len(command) - 1) if command[i:i + 2] == ["--tmpfs", "/tmp"])
+    for source, destination in sandbox.environment_mounts():
+        bind = next(i for i in range(len(command) - 2) if command[i:i + 3] == ["--ro-bind", source, destination])
+        assert bind > tmpfs, destination
+
+
 # --- journal and resume -------------------------------------------------------------------------------------
 
 def small_class(folder: Path) -> dict[str, dict]:

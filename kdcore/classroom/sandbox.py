@@ -215,11 +215,13 @@ class Bubblewrap(Isolation):
             if value:
                 args += ["--setenv", key, value]
         args += _system_binds()
-        args += self._mounts()
         args += ["--proc", "/proc", "--dev", "/dev"]
         if self.probe.tmpfs_size:  # bubblewrap >= 0.7: a bounded /tmp (it lives in memory)
             args += ["--size", str(TMP_BYTES)]
         args += ["--tmpfs", "/tmp"]
+        # after the private /tmp, not before: a course checked out under /tmp (/tmp/course/.venv) would
+        # otherwise be covered by the tmpfs and the sandbox would find no interpreter
+        args += self._mounts()
         args += ["--bind", str(scratch), protocol.SANDBOX_SCRATCH, "--chdir", protocol.SANDBOX_SCRATCH]
         args += self._covers()
         args += ["--remount-ro", "/"]  # the sandbox's own root folder (mount points) read-only too
