@@ -73,8 +73,11 @@ def course(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "KDCORE_CHECK")}
-    env.update(PYTHONPATH=str(ROOT), KDCORE_PROGRESS="0", JUPYTER_RUNTIME_DIR=str(root / ".runtime"))
-    proc = subprocess.Popen([sys.executable, "-m", "kdcore.lab", f"--port={port}", "--ServerApp.port_retries=0"],
+    # no background warm-up (it would train notebooks 03 and 08 while the browser waits on kernels); a workspace
+    # folder of its own, so no tab saved by an earlier JupyterLab session reopens beside the page under test
+    env.update(PYTHONPATH=str(ROOT), KDCORE_PROGRESS="0", JUPYTER_RUNTIME_DIR=str(root / ".runtime"), KDCORE_WARM="0")
+    proc = subprocess.Popen([sys.executable, "-m", "kdcore.lab", f"--port={port}", "--ServerApp.port_retries=0",
+                             f"--LabApp.workspaces_dir={root / '.workspaces'}"],
                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     lines: Queue = Queue()
