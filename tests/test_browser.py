@@ -133,11 +133,21 @@ def _prompts(page) -> list[str]:
 
 
 def _run_all(page) -> None:
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-    # the last code cell gets an execution count "[n]:" once it has run ("[*]:" while it waits or runs)
-    page.wait_for_function("() => [...document.querySelectorAll('.jp-InputPrompt')]"
-                           ".some(e => e.textContent.includes('[*]'))", timeout=60_000)   # Run All started
+    started = "() => [...document.querySelectorAll('.jp-InputPrompt')].some(e => e.textContent.includes('[*]'))"
+    for attempt in range(3):
+        # the menu acts on the focused notebook: focus it first (a click that lands while JupyterLab is still
+        # restoring its layout can leave the file browser focused, and then "Run All Cells" does nothing)
+        page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").first.click()
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        try:   # the last code cell gets an execution count "[n]:" once it has run ("[*]:" while it waits or runs)
+            page.wait_for_function(started, timeout=20_000)                              # Run All started
+            break
+        except Exception:                                                                # noqa: BLE001
+            if attempt == 2:
+                _screenshot(page, "run_all_did_not_start.png")
+                raise
+            page.keyboard.press("Escape")                                                # close a menu left open
     page.wait_for_function(f"""() => {{
         const p = document.querySelectorAll({PROMPTS!r});
         return p.length > 0 && /\\[\\d+\\]/.test(p[p.length - 1].textContent);

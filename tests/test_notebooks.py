@@ -4,7 +4,8 @@
 notebook (``JPY_SESSION_NAME`` set, ``KDCORE_CHECK`` unset) and the cells are executed as JupyterLab's Run All
 does, stopping at the first error. The unsolved notebook must reach its last cell, and every check cell must
 show the red not-implemented report; setup, experiments and plots call ``kd.<reference>``, never the learner's
-function (docs/CONTRIBUTING.md). One test per notebook, so ``pytest -n 2 --dist loadfile`` spreads them.
+function (docs/CONTRIBUTING.md). One test per notebook; under ``pytest -n 2 --dist loadfile`` one worker runs
+this whole file (the longest in the suite) while the other takes the rest.
 
 ``test_nbval_counts_the_check_cells_and_shows_the_hint``: the README's one-notebook grading command, run as
 a learner or instructor runs it; a failed check fails its cell and the report (with its hint) is in the output.
