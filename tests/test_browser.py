@@ -184,8 +184,20 @@ def test_run_all_reaches_the_last_cell_and_shows_the_hint(course, browser):
 
 def test_home_page_ticks_a_solved_exercise_and_solutions_are_reachable(course, browser):
     _, url = course
-    page = _open(browser, url, "notebooks/00_start_here.ipynb")
-    _run_all(page)
+    # One retry with a fresh page: about one run in ten, on a loaded 2-core machine, the page waited past
+    # WAIT_MS with no cause found in the product (the retry's own failure is the one reported).
+    for attempt in range(2):
+        page = None
+        try:
+            page = _open(browser, url, "notebooks/00_start_here.ipynb")
+            _run_all(page)
+            break
+        except Exception:                                                                # noqa: BLE001
+            if page is not None:
+                _screenshot(page, f"home_run_all_attempt{attempt}.png")
+                page.close()
+            if attempt == 1:
+                raise
     table = page.locator(".jp-RenderedMarkdown table", has_text="Soft labels and temperature")
     table.scroll_into_view_if_needed()
     row = table.locator("tr", has_text="01 · Soft labels and temperature").inner_text()
