@@ -20,6 +20,7 @@ acceptance of one draft token is ``Σ_v min(p, q)`` = 1 − total variation dist
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -361,12 +362,12 @@ def compare_decoding(target: nn.Module, drafts: dict[str, nn.Module], prompts: l
             same[name] += bool(torch.equal(out, plain))
     result: dict = {"plain_ms_per_token": 1e3 * statistics.median(plain_seconds) / max_new_tokens}
     for name in drafts:
+        total = SpeculativeStats(**{f.name: sum(getattr(s, f.name) for s in stats[name])   # all rounds pooled
+                                    for f in dataclasses.fields(SpeculativeStats)})
         result[name] = {
             "speedup": statistics.median(ratios[name]), "speedup_iqr": _quartiles(ratios[name]),
-            "acceptance": sum(s.accepted for s in stats[name]) / sum(s.proposed for s in stats[name]),
-            "alpha": sum(s.accepted for s in stats[name]) / sum(s.accepted + s.rejected for s in stats[name]),
-            "tokens_per_call": sum(s.new_tokens for s in stats[name]) / sum(s.target_calls for s in stats[name]),
-            "same_as_plain": same[name], "rounds": len(prompts)}
+            "acceptance": total.acceptance_rate, "alpha": total.alpha,
+            "tokens_per_call": total.tokens_per_target_call, "same_as_plain": same[name], "rounds": len(prompts)}
     return result
 
 
